@@ -1,0 +1,171 @@
+"""The frozen CLIP backbone: any open_clip model by name and pretrained tag, or a local
+checkpoint file.
+
+Both encoders are frozen (``requires_grad`` off, eval mode). On CUDA the encoders run
+under bf16 autocast (fp16 where bf16 is not supported) with fp32 weights; on the CPU they
+run in fp32. Features leave this module in fp32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from benchmark.errors import EXIT_ENVIRONMENT, UserError
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Which backbone to load: an open_clip model name plus a pretrained tag or a file."""
+
+    name: str
+    pretrained: str | None = None
+    checkpoint: Path | None = None
+
+    @property
+    def weights(self) -> str:
+        """The ``pretrained`` column of result rows: the tag, or ``file:<name>``."""
+        if self.checkpoint is not None:
+            return f"file:{Path(self.checkpoint).name}"
+        return self.pretrained or "random-init"
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _text_tower(model: nn.Module) -> nn.Module:
+    """The module holding the CLIP text transformer's parts (CLIP or CustomTextCLIP)."""
+    tower = getattr(model, "text", model)
+    needed = ("token_embedding", "positional_embedding", "transformer", "ln_final")
+    if not all(hasattr(tower, part) for part in needed):
+        raise UserError(
+            f"{type(model).__name__} has no CLIP-style text transformer; prompt learning needs "
+            "an open_clip model with token_embedding, positional_embedding, transformer, ln_final"
+        )
+    return tower
+
+
+class Backbone:
+    """A frozen open_clip model on one device.
+
+    ``fingerprint`` identifies the weights (model name + tag, or the checkpoint's sha256):
+    the feature cache keys on it, so different weights never share features.
+    """
+
+    def __init__(self, spec: BackboneSpec, device: str = "cpu") -> None:
+        import open_clip
+
+        self.spec = spec
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for but no CUDA GPU is available", 4)
+        self.model = self._create(open_clip, spec)
+        self.model.to(self.device).eval().requires_grad_(False)
+        self.tokenizer = open_clip.get_tokenizer(spec.name)
+        self.text = _text_tower(self.model)
+        self.embed_dim = int(self.text.text_projection.shape[1])
+        self.image_size = self._image_size()
+        if spec.checkpoint is not None:
+            identity = f"{spec.name}|file|{file_digest(Path(spec.checkpoint))}"
+        else:
+            identity = f"{spec.name}|{spec.pretrained or 'random-init'}"
+        self.fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+    @staticmethod
+    def _create(open_clip, spec: BackboneSpec) -> nn.Module:
+        if spec.name not in open_clip.list_models():
+            from benchmark.errors import unknown_name
+
+            raise unknown_name("backbone", spec.name, open_clip.list_models())
+        if spec.checkpoint is not None:
+            path = Path(spec.checkpoint)
+            if not path.is_file():
+                raise UserError(f"checkpoint file not found: {path}", EXIT_ENVIRONMENT)
+            model = open_clip.create_model(spec.name, pretrained=None, load_weights=False)
+            _load_checkpoint(model, path)
+            return model
+        if spec.pretrained and (spec.name, spec.pretrained) not in open_clip.list_pretrained():
+            tags = [t for m, t in open_clip.list_pretrained() if m == spec.name]
+            raise UserError(
+                f"no pretrained weights {spec.pretrained!r} for {spec.name}; "
+                f"valid tags: {', '.join(tags) or 'none (use --checkpoint FILE)'}"
+            )
+        if not spec.pretrained:
+            return open_clip.create_model(spec.name, pretrained=None, load_weights=False)
+        try:
+            return open_clip.create_model(spec.name, pretrained=spec.pretrained)
+        except Exception as exc:  # the hub download failed: no network, or no such file
+            raise UserError(
+                f"could not get the {spec.name}/{spec.pretrained} weights "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); without network "
+                "access, download them elsewhere and pass the file with --checkpoint FILE",
+                EXIT_ENVIRONMENT,
+            ) from exc
+
+    def _image_size(self) -> int:
+        size = getattr(self.model.visual, "image_size", 224)
+        return int(size[0] if isinstance(size, tuple | list) else size)
+
+    def autocast(self) -> AbstractContextManager:
+        """bf16 (or fp16) autocast on CUDA; nothing on the CPU, which runs fp32."""
+        if self.device.type != "cuda":
+            return nullcontext()
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.exp())
+
+    @torch.no_grad()
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Unnormalised image features (fp32) of a batch of normalised pixel tensors."""
+        with self.autocast():
+            return self.model.encode_image(pixels.to(self.device)).float()
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        return self.tokenizer(texts).to(self.device)
+
+
+def _load_checkpoint(model: nn.Module, path: Path) -> None:
+    """Load weights from safetensors or a torch file (``weights_only``: nothing executes)."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"{path} is not a readable weights file ({exc})", EXIT_ENVIRONMENT) from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state:
+        raise UserError(f"{path} holds no state dict of weights", EXIT_ENVIRONMENT)
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or mismatched:
+        detail = (
+            f"{len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} unexpected "
+            f"(e.g. {unexpected[:2]}), {len(mismatched)} of other shape (e.g. {mismatched[:2]})"
+        )
+        raise UserError(
+            f"{path} is not a checkpoint of this CLIP architecture: {detail}", EXIT_ENVIRONMENT
+        )
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})

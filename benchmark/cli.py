@@ -1,0 +1,318 @@
+"""``python -m benchmark``: list, run, leaderboard, datasets check.
+
+A thin layer over the Python API: argument parsing, defaults, and one-line errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmark.errors import EXIT_CELLS_FAILED, EXIT_OK, EXIT_USAGE, UserError
+
+DEFAULT_RESULTS = Path("results")
+MINI_WORLD = "mini"
+STANDARD_WORLD = "standard"
+STANDARD_BACKBONE = ("ViT-B-16", "openai")
+
+EPILOG_RUN = """examples:
+  python -m benchmark run                                  # the offline mini world, every method
+  python -m benchmark run --methods zeroshot,coop --protocols few_shot --shots 1,16
+  python -m benchmark run --data-root ~/data --datasets oxford_pets,dtd --seeds 1,2,3 \\
+      --backbone ViT-B-16 --pretrained openai --device cuda
+  python -m benchmark run --methods coop --set coop.epochs=10 --set coop.n_ctx=4
+"""
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("VLPROMPT_BENCH_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "vlprompt-bench"
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(item) for item in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def _positive_ints(text: str) -> list[int]:
+    values = _ints(text)
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"shot counts must be at least 1, got {text!r}")
+    return values
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit code 2, no usage dump
+        raise UserError(f"{self.prog}: {message}", EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m benchmark",
+        description="Prompt learning on CLIP-like models: methods x protocols x datasets.",
+    )
+    parser.add_argument(
+        "--no-plugin-autoload",
+        action="store_true",
+        help="load only the suite's own plugins, not third-party ones found through entry "
+        "points (same as VLPROMPT_BENCH_DISABLE_PLUGIN_AUTOLOAD=1)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    lister = sub.add_parser("list", help="list methods, protocols or datasets")
+    lister.add_argument(
+        "what", nargs="?", default="methods", choices=["methods", "protocols", "datasets"]
+    )
+
+    run = sub.add_parser(
+        "run",
+        help="run a matrix of methods x protocols x datasets x shots x seeds",
+        epilog=EPILOG_RUN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "--methods", type=_csv, help="comma-separated, wildcards allowed (default: all)"
+    )
+    run.add_argument("--protocols", type=_csv, help="comma-separated (default: all)")
+    run.add_argument(
+        "--datasets",
+        type=_csv,
+        help="comma-separated (default: the mini world, or "
+        "every standard dataset when --data-root is given)",
+    )
+    run.add_argument("--shots", type=_positive_ints, help="e.g. 1,2,4,8,16 (default: per protocol)")
+    run.add_argument("--seeds", type=_ints, help="default: 1 on the mini world, else 1,2,3")
+    run.add_argument(
+        "--backbone", help="open_clip model name (default: ViT-B-16; mini world: its own tiny CLIP)"
+    )
+    run.add_argument("--pretrained", help="open_clip pretrained tag (default: openai)")
+    run.add_argument("--checkpoint", type=Path, help="a local weights file instead of --pretrained")
+    run.add_argument("--data-root", type=Path, help="folder holding the datasets in CoOp's layout")
+    run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="default: results")
+    run.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="features and generated data "
+        "(default: $VLPROMPT_BENCH_CACHE or ~/.cache/vlprompt-bench)",
+    )
+    run.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    run.add_argument(
+        "--preset",
+        choices=["reference", "quick"],
+        help="reference: the papers' epochs (default on real data); quick: short "
+        "runs (default on the mini world)",
+    )
+    run.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="METHOD.FIELD=VALUE",
+        help="override a method's config field; repeatable",
+    )
+    run.add_argument("--rerun", action="store_true", help="run cells even if results exist")
+    run.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard")
+
+    board = sub.add_parser("leaderboard", help="tables of mean ± std over seeds")
+    board.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    board.add_argument("--protocol", help="only this protocol")
+    board.add_argument("--format", default="github", choices=["github", "latex", "csv"])
+
+    datasets = sub.add_parser("datasets", help="inspect datasets")
+    dsub = datasets.add_subparsers(dest="datasets_command", required=True, parser_class=_Parser)
+    check = dsub.add_parser("check", help="report which datasets are present and complete")
+    check.add_argument("--data-root", type=Path, required=True)
+    check.add_argument("--format", default="table", choices=["table", "json"])
+    return parser
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def _registry(args):
+    from benchmark.registry import build_registry
+
+    return build_registry(autoload=False if args.no_plugin_autoload else None)
+
+
+def cmd_list(args) -> int:
+    registry = _registry(args)
+    rows = []
+    if args.what == "methods":
+        for name in registry.methods:
+            spec = registry.methods.get(name)
+            variants = ", ".join(f"{name}:{v}" for v in spec.variants)
+            rows.append(
+                (name, spec.summary, variants, registry.methods.provider(name).distribution)
+            )
+        headers = ("method", "summary", "presets", "provided by")
+    elif args.what == "protocols":
+        for name in registry.protocols:
+            protocol = registry.protocols.get(name)
+            shots = ",".join(map(str, protocol.default_shots))
+            rows.append(
+                (name, protocol.summary, shots, registry.protocols.provider(name).distribution)
+            )
+        headers = ("protocol", "summary", "default shots", "provided by")
+    else:
+        for name in registry.datasets:
+            spec = registry.datasets.get(name)
+            rows.append((name, spec.world, spec.role, spec.display_name, spec.template))
+        headers = ("dataset", "world", "role", "title", "zero-shot template")
+    from tabulate import tabulate
+
+    print(tabulate(rows, headers=headers, tablefmt="simple"))
+    return EXIT_OK
+
+
+def _worlds(registry, names: Sequence[str]) -> set[str]:
+    return {registry.datasets.get(n).world for n in names}
+
+
+def resolve_request(args, registry):
+    """Fill the defaults of ``run``: the mini world unless real data is asked for."""
+    from benchmark.backbone import BackboneSpec
+    from benchmark.config import parse_sets
+    from benchmark.runner import RunRequest
+
+    if args.datasets:
+        datasets = registry.datasets.select(args.datasets)
+    else:
+        world = STANDARD_WORLD if args.data_root else MINI_WORLD
+        datasets = [n for n in registry.datasets if registry.datasets.get(n).world == world]
+    mini = _worlds(registry, datasets) == {MINI_WORLD}
+    if args.checkpoint and args.pretrained:
+        raise UserError("give either --pretrained or --checkpoint, not both")
+    if args.backbone or args.checkpoint or args.pretrained or not mini:
+        from benchmark.miniworld.model import MODEL_NAME
+
+        name = args.backbone or (MODEL_NAME if mini and args.checkpoint else STANDARD_BACKBONE[0])
+        pretrained = None
+        if not args.checkpoint:
+            pretrained = args.pretrained or (
+                STANDARD_BACKBONE[1] if name == STANDARD_BACKBONE[0] else None
+            )
+        backbone = BackboneSpec(name, pretrained, args.checkpoint)
+    else:
+        from benchmark.miniworld.model import CHECKPOINT, MODEL_NAME
+
+        backbone = BackboneSpec(MODEL_NAME, None, CHECKPOINT)
+    if args.device:
+        device = args.device
+    else:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise UserError(f"--device {device!r}: valid devices are cpu, cuda, cuda:N")
+    if args.data_root is not None and not args.data_root.is_dir():
+        raise UserError(f"--data-root {args.data_root}: no such folder", 3)
+    return RunRequest(
+        methods=registry.methods.select(args.methods or ["*"]),
+        protocols=registry.protocols.select(args.protocols or ["*"]),
+        datasets=datasets,
+        seeds=args.seeds or ([1] if mini else [1, 2, 3]),
+        backbone=backbone,
+        results=args.results,
+        cache_dir=args.cache_dir or default_cache_dir(),
+        data_root=args.data_root,
+        shots=args.shots,
+        device=device,
+        preset=args.preset or ("quick" if mini else "reference"),
+        overrides=parse_sets(args.sets),
+        rerun=args.rerun,
+    )
+
+
+def cmd_run(args) -> int:
+    from benchmark.runner import Runner
+
+    registry = _registry(args)
+    request = resolve_request(args, registry)
+    summary = Runner(registry, request, progress=lambda m: print(m, file=sys.stderr)).run()
+    print(
+        f"{summary.succeeded} runs done, {summary.skipped} skipped (already in "
+        f"{request.results}), {len(summary.failed)} failed; {summary.rows} rows written",
+        file=sys.stderr,
+    )
+    if not args.no_leaderboard and (summary.succeeded or summary.skipped):
+        print(_leaderboard_text(request.results, None, "github", registry))
+    if summary.failed:
+        for cell, message in summary.failed:
+            print(
+                f"failed: {cell.method} {cell.protocol} {cell.dataset} {cell.shots} shots "
+                f"seed {cell.seed}: {message}",
+                file=sys.stderr,
+            )
+        return EXIT_CELLS_FAILED
+    return EXIT_OK
+
+
+def _leaderboard_text(results: Path, protocol: str | None, fmt: str, registry) -> str:
+    from benchmark.leaderboard import leaderboard
+    from benchmark.results import ResultStore
+
+    table = ResultStore(results).read().to_pandas()
+    if table.empty:
+        raise UserError(f"no results in {results}; run `python -m benchmark run` first")
+    titles = {n: registry.datasets.get(n).display_name for n in registry.datasets}
+    if protocol is not None:
+        registry.protocols.get(protocol)
+    return leaderboard(table, protocol=protocol, fmt=fmt, titles=titles)
+
+
+def cmd_leaderboard(args) -> int:
+    print(_leaderboard_text(args.results, args.protocol, args.format, _registry(args)))
+    return EXIT_OK
+
+
+def cmd_datasets(args) -> int:
+    from benchmark.datasets.check import check, render
+
+    registry = _registry(args)
+    if not args.data_root.is_dir():
+        raise UserError(f"--data-root {args.data_root}: no such folder", 3)
+    specs = [
+        registry.datasets.get(n)
+        for n in registry.datasets
+        if registry.datasets.get(n).world == STANDARD_WORLD
+    ]
+    print(render(check(args.data_root, specs), args.format))
+    return EXIT_OK
+
+
+COMMANDS = {
+    "list": cmd_list,
+    "run": cmd_run,
+    "leaderboard": cmd_leaderboard,
+    "datasets": cmd_datasets,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(
+            "interrupted; finished runs are saved, run the same command to continue",
+            file=sys.stderr,
+        )
+        return 130

@@ -1,0 +1,69 @@
+"""What a dataset is to the suite: samples, splits, and the registered description."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROLES = ("source", "target", "shift")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image: absolute path, integer label, and the class name of that label."""
+
+    path: str
+    label: int
+    classname: str
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The train/val/test splits of a dataset; ``classnames[label]`` names each label."""
+
+    train: tuple[Sample, ...]
+    val: tuple[Sample, ...]
+    test: tuple[Sample, ...]
+    classnames: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DataContext:
+    """Where data lives: the user's data root (may be None) and the suite's cache folder."""
+
+    data_root: Path | None
+    cache_dir: Path
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset.
+
+    ``world`` groups datasets that belong together in the protocols (``"standard"``: the
+    papers' datasets; ``"mini"``: the offline mini world). ``role`` is ``source`` (trained on
+    for cross-dataset and domain generalisation), ``target`` (cross-dataset evaluation) or
+    ``shift`` (a domain-shifted version of ``source``, for domain generalisation).
+    ``template`` is the hand-crafted zero-shot prompt with ``{}`` for the class name.
+    ``load`` reads the splits; it raises :class:`benchmark.errors.DataError` with the
+    expected path and layout when data is missing.
+    """
+
+    name: str
+    world: str
+    role: str
+    template: str
+    load: Callable[[DataContext], Splits] = field(compare=False)
+    folder: str = ""
+    title: str = ""
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"dataset {self.name!r}: role must be one of {ROLES}")
+        if self.role == "shift" and not self.source:
+            raise ValueError(f"dataset {self.name!r}: a shift dataset names its source")
+
+    @property
+    def display_name(self) -> str:
+        return self.title or self.name

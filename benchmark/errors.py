@@ -1,0 +1,42 @@
+"""The one exception type for mistakes a user can fix, and the exit codes of the CLI."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+#: Exit codes of ``python -m benchmark``; the README documents them.
+EXIT_OK = 0
+EXIT_CELLS_FAILED = 1
+EXIT_USAGE = 2
+EXIT_DATA = 3
+EXIT_ENVIRONMENT = 4
+
+
+MAX_LISTED = 40
+
+
+class UserError(Exception):
+    """A mistake in the user's input, reported as one line without a traceback."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class DataError(UserError):
+    """Missing or malformed data: a data root, a split file, an image."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_DATA)
+
+
+def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UserError:
+    """The error for a name that is not registered, with the closest match and the choices."""
+    choices = sorted(valid)
+    close = difflib.get_close_matches(name, choices, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    shown = ", ".join(choices[:MAX_LISTED])
+    if len(choices) > MAX_LISTED:
+        shown += f", ... ({len(choices) - MAX_LISTED} more)"
+    return UserError(f"unknown {kind} {name!r}.{hint} Valid {kind}s: {shown}")

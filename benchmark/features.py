@@ -1,0 +1,194 @@
+"""The feature cache: the frozen image encoder runs once per (backbone, image, view).
+
+Features live under ``<cache>/features/<backbone fingerprint>/<transform id>/view<v>/`` as
+safetensors shards (no pickle, nothing executes on load). Each shard's metadata repeats the
+backbone fingerprint, transform id and view and lists its images' keys; an image's key is
+its absolute path with its size and modification time, so an edited or replaced image is
+encoded again. A shard that is truncated or whose metadata does not match is deleted and
+its images are encoded again; it is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from benchmark.backbone import Backbone
+from benchmark.datasets.spec import Sample
+from benchmark.errors import DataError
+from benchmark.views import TEST_VIEW, render, transform_id
+
+BATCH_SIZE = 64
+
+
+def image_key(path: str) -> str:
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        raise DataError(f"image not found: {path}") from exc
+    return f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _view_name(view: int) -> str:
+    return "test" if view == TEST_VIEW else f"view{view}"
+
+
+class _Images(Dataset):
+    """Decodes each image once and renders all the views it needs."""
+
+    def __init__(self, paths: list[str], views: list[int], size: int) -> None:
+        self.paths, self.views, self.size = paths, views, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | str]:
+        path = self.paths[index]
+        try:
+            with Image.open(path) as image:
+                rgb = image.convert("RGB")  # greyscale and palette images become RGB
+        except (OSError, UnidentifiedImageError) as exc:
+            return index, f"{path}: {exc}"
+        return index, torch.stack([render(rgb, path, v, self.size) for v in self.views])
+
+
+def _collate(items):
+    return items
+
+
+class FeatureCache:
+    """Cached image features of one backbone; ask for samples and views, get a tensor."""
+
+    def __init__(self, root: Path, backbone: Backbone, workers: int | None = None) -> None:
+        self.backbone = backbone
+        self.transform = transform_id(backbone.image_size)
+        self.folder = Path(root) / "features" / backbone.fingerprint / self.transform
+        self.workers = workers
+        self._index: dict[int, dict[str, torch.Tensor]] = {}
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _meta(self, view: int) -> dict[str, str]:
+        return {
+            "backbone": self.backbone.fingerprint,
+            "transform": self.transform,
+            "view": str(view),
+        }
+
+    def _load_view(self, view: int) -> dict[str, torch.Tensor]:
+        if view in self._index:
+            return self._index[view]
+        index: dict[str, torch.Tensor] = {}
+        folder = self.folder / _view_name(view)
+        expected = self._meta(view)
+        for shard in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+            try:
+                from safetensors import safe_open
+
+                with safe_open(str(shard), framework="pt") as handle:
+                    meta = handle.metadata() or {}
+                tensors = load_file(str(shard))
+                keys = json.loads(meta.get("keys", "[]"))
+                features = tensors["features"]
+                valid = all(meta.get(k) == v for k, v in expected.items()) and len(keys) == len(
+                    features
+                )
+            except (SafetensorError, OSError, KeyError, ValueError, json.JSONDecodeError):
+                valid = False
+            if not valid:
+                shard.unlink(missing_ok=True)  # never serve a damaged or foreign shard
+                continue
+            index.update(zip(keys, features, strict=True))
+        self._index[view] = index
+        return index
+
+    def features(self, samples: Sequence[Sample], view: int = TEST_VIEW) -> torch.Tensor:
+        """Features (N, D) of the samples' images in ``view``, on the backbone's device."""
+        return self.views(samples, [view])[0]
+
+    def views(self, samples: Sequence[Sample], views: Sequence[int]) -> torch.Tensor:
+        """Features (V, N, D) of the samples' images in each of ``views``; extracts misses."""
+        keys = self.ensure(samples, views)
+        out = (
+            torch.stack([torch.stack([self._index[v][k] for k in keys]) for v in views])
+            if keys
+            else torch.empty(len(views), 0, self.backbone.embed_dim)
+        )
+        return out.to(self.backbone.device)
+
+    def ensure(self, samples: Sequence[Sample], views: Sequence[int]) -> list[str]:
+        """Extract, in one pass, every missing view of the samples; returns their keys."""
+        paths = [s.path for s in samples]
+        keys = [image_key(p) for p in paths]
+        missing: dict[str, str] = {}
+        missing_views: set[int] = set()
+        for view in views:
+            index = self._load_view(view)
+            for key, path in zip(keys, paths, strict=True):
+                if key not in index:
+                    missing[key] = path
+                    missing_views.add(view)
+        if missing:
+            self._extract(list(missing.items()), sorted(missing_views))
+        return keys
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _workers(self, n_images: int) -> int:
+        if self.workers is not None:
+            return self.workers
+        return 0 if n_images < 512 else min(8, os.cpu_count() or 1)
+
+    def _extract(self, items: list[tuple[str, str]], views: list[int]) -> None:
+        keys = [k for k, _ in items]
+        paths = [p for _, p in items]
+        loader = DataLoader(
+            _Images(paths, views, self.backbone.image_size),
+            batch_size=max(1, BATCH_SIZE // len(views)),
+            num_workers=self._workers(len(paths)),
+            collate_fn=_collate,
+        )
+        per_view: dict[int, list[torch.Tensor]] = {v: [] for v in views}
+        done_keys: list[str] = []
+        bar = tqdm(total=len(paths) * len(views), desc="encoding images", unit="view", leave=False)
+        for batch in loader:
+            for _, pixels in batch:
+                if isinstance(pixels, str):
+                    raise DataError(f"cannot read image {pixels}")
+            pixels = torch.cat([p for _, p in batch])  # (B * V, 3, H, W), image-major
+            encoded = self.backbone.encode_images(pixels).cpu()
+            encoded = encoded.view(len(batch), len(views), -1)
+            for j, view in enumerate(views):
+                per_view[view].append(encoded[:, j])
+            done_keys.extend(keys[i] for i, _ in batch)
+            bar.update(len(batch) * len(views))
+        bar.close()
+        for view in views:
+            features = torch.cat(per_view[view])
+            self._write_shard(view, done_keys, features)
+            self._index[view].update(zip(done_keys, features, strict=True))
+
+    def _write_shard(self, view: int, keys: list[str], features: torch.Tensor) -> None:
+        folder = self.folder / _view_name(view)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
+        meta = dict(self._meta(view), keys=json.dumps(keys))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".shard-", suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file({"features": features.contiguous()}, tmp, metadata=meta)
+            os.replace(tmp, folder / f"{name}.safetensors")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

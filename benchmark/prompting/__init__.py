@@ -1,0 +1,1 @@
+"""The shared prompt-learning core."""

@@ -1,0 +1,43 @@
+"""Initial context vectors of the CoOp family, one set per run (seed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from benchmark.prompting.text import TextTower
+
+
+def random_context(seeds: Sequence[int], n_ctx: int, width: int, std: float = 0.02) -> torch.Tensor:
+    """N(0, std^2) context (S, M, d), each run drawing from a generator seeded by its seed.
+
+    The reference draws from the global RNG after seeding it; the distribution is the same,
+    the draw differs.
+    """
+    contexts = []
+    for seed in seeds:
+        generator = torch.Generator().manual_seed(seed)
+        contexts.append(torch.randn(n_ctx, width, generator=generator) * std)
+    return torch.stack(contexts)
+
+
+def phrase_embeddings(tower: TextTower, phrase: str) -> torch.Tensor:
+    """Token embeddings (M, d) of a phrase, without [SOS] and [EOT]."""
+    tokens, eot = tower.tokens([phrase])
+    return tower.embed(tokens)[0, 1 : int(eot[0])].cpu()
+
+
+def phrase_context(tower: TextTower, phrase: str, n_runs: int) -> torch.Tensor:
+    """Context (S, M, d) initialised to a phrase's embeddings ("a photo of a" gives M = 4)."""
+    return phrase_embeddings(tower, phrase).expand(n_runs, -1, -1).clone()
+
+
+def tail_phrase_context(tower: TextTower, phrase: str, n_ctx: int, n_runs: int) -> torch.Tensor:
+    """ProGrad's init: ``n_ctx`` vectors, zeros, then the phrase's embeddings as the LAST ones."""
+    tail = phrase_embeddings(tower, phrase)
+    if len(tail) > n_ctx:
+        raise ValueError(f"init phrase {phrase!r} has {len(tail)} tokens, more than n_ctx={n_ctx}")
+    ctx = torch.zeros(n_runs, n_ctx, tail.shape[1])
+    ctx[:, n_ctx - len(tail) :] = tail
+    return ctx

@@ -1,0 +1,23 @@
+"""The learning-rate schedule of the reference code (Dassl's cosine with constant warm-up)."""
+
+from __future__ import annotations
+
+import math
+
+WARMUP_LR = 1e-5
+
+
+def learning_rate(
+    epoch: int, base_lr: float, epochs: int, warmup_lr: float = WARMUP_LR, squared: bool = False
+) -> float:
+    """The learning rate of ``epoch`` (0-based), stepped once per epoch.
+
+    Epoch 0 is the warm-up epoch at the constant ``warmup_lr``; epoch k >= 1 uses
+    ``base_lr * 0.5 * (1 + cos(pi * (k - 1) / epochs))``, which never reaches 0.
+    ``squared`` squares the cosine factor: the schedule that KgCoOp's published runs used
+    because two schedulers stepped the same optimiser.
+    """
+    if epoch == 0:
+        return warmup_lr
+    factor = 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs))
+    return base_lr * (factor * factor if squared else factor)

@@ -1,0 +1,123 @@
+"""The training loop shared by every prompt-learning method.
+
+SGD with momentum and weight decay on the learned tensors only, the reference schedule
+(warm-up epoch, then cosine stepped per epoch), batches drawn by a random sampler seeded per
+run, and the image features of epoch ``e`` read from the cache's view ``e``. Runs are
+batched along the leading dimension of every learned tensor (see :mod:`.rules`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from benchmark.engine import Engine
+from benchmark.prompting.rules import Closure, Losses, UpdateRule
+from benchmark.prompting.schedule import learning_rate
+from benchmark.protocol import TrainData
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class Optimisation:
+    """The optimiser and schedule of the reference code."""
+
+    epochs: int
+    batch_size: int
+    lr: float = 0.002
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_lr: float = 1e-5
+    squared_cosine: bool = False
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One step's data for S runs: normalised image features (S, B, D) and labels (S, B)."""
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    epoch: int
+
+
+StepLosses = Callable[[Sequence[torch.Tensor], Batch], Losses]
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """A random sampler's batches; the last partial one dropped when n >= batch_size."""
+    order = torch.randperm(n, generator=generator)
+    if n < batch_size:
+        return [order]
+    return list(order[: n - n % batch_size].split(batch_size))
+
+
+def fit(
+    runs: Sequence[TrainData],
+    engine: Engine,
+    params: Sequence[torch.Tensor],
+    losses: StepLosses,
+    rule: UpdateRule,
+    opt: Optimisation,
+) -> list[dict[str, float]]:
+    """Train ``params`` (each of shape (S, ...)) in place; returns per-run diagnostics.
+
+    All runs must have the same number of training samples (they do when every class has
+    at least ``shots`` images); the runner groups them so.
+    """
+    sizes = {len(run.samples) for run in runs}
+    if len(sizes) != 1:
+        raise ValueError(f"runs trained together need equal training sets, got sizes {sizes}")
+    n = sizes.pop()
+    device = engine.device
+    for p in params:
+        p.requires_grad_(True)
+    optimiser = torch.optim.SGD(
+        list(params), lr=opt.warmup_lr, momentum=opt.momentum, weight_decay=opt.weight_decay
+    )
+    labels = torch.tensor([[s.label for s in run.samples] for run in runs], device=device)
+    generators = [torch.Generator().manual_seed(run.seed) for run in runs]
+    samples = [s for run in runs for s in run.samples]
+    engine.features.ensure(samples, range(opt.epochs))  # one extraction pass for all epochs
+    totals: dict[str, torch.Tensor] = {}
+    steps = 0
+    for epoch in tqdm(range(opt.epochs), desc="training", unit="epoch", leave=False):
+        lr = learning_rate(epoch, opt.lr, opt.epochs, opt.warmup_lr, opt.squared_cosine)
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        view = engine.features.features(samples, view=epoch).view(len(runs), n, -1)
+        view = F.normalize(view, dim=-1)
+        orders = [_batches(n, opt.batch_size, g) for g in generators]
+        for step_indices in zip(*orders, strict=True):
+            index = torch.stack(step_indices).to(device)
+            batch = Batch(
+                features=torch.gather(view, 1, index[..., None].expand(-1, -1, view.shape[-1])),
+                labels=torch.gather(labels, 1, index),
+                epoch=epoch,
+            )
+            closure: Closure = lambda values, batch=batch: losses(values, batch)  # noqa: E731
+            grads, stats = rule(params, _checked(closure))
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.detach()
+            optimiser.step()
+            for key, value in stats.items():
+                totals[key] = totals.get(key, 0) + value.detach().float()
+            steps += 1
+    return [{k: float(v[i]) / max(steps, 1) for k, v in totals.items()} for i in range(len(runs))]
+
+
+def _checked(closure: Closure) -> Closure:
+    def evaluate(values: Sequence[torch.Tensor]) -> Losses:
+        result = closure(values)
+        for name, value in result.items():
+            if not torch.isfinite(value).all():
+                raise TrainingDiverged(f"loss {name!r} became {value.tolist()}")
+        return result
+
+    return evaluate

@@ -1,0 +1,99 @@
+"""What a protocol is: it turns (dataset, shots, seed) into training data and eval splits.
+
+Protocols are plugins (``register_protocols``). They never import torch: they pick samples
+and class names, and the engine does the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol as TypingProtocol
+
+from benchmark.datasets.spec import Sample
+
+
+@dataclass(frozen=True)
+class Classes:
+    """The class names a classifier must score, with the dataset they come from.
+
+    ``template`` is the dataset's hand-crafted prompt (``"a photo of a {}."``), which
+    zero-shot CLIP and the methods that use a hand-crafted anchor need.
+    """
+
+    dataset: str
+    names: tuple[str, ...]
+    template: str
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """What one run trains on: few-shot samples (labels index ``classes.names``)."""
+
+    dataset: str
+    shots: int
+    seed: int
+    samples: tuple[Sample, ...]
+    val: tuple[Sample, ...]
+    classes: Classes
+
+
+@dataclass(frozen=True)
+class EvalSplit:
+    """One evaluation: test samples scored against ``classes`` (labels index its names)."""
+
+    split: str
+    samples: tuple[Sample, ...]
+    classes: Classes
+
+    @property
+    def eval_dataset(self) -> str:
+        return self.classes.dataset
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A cell's training data and every split it is evaluated on."""
+
+    train: TrainData
+    evals: tuple[EvalSplit, ...]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A result derived from the accuracies of a run (base-to-new's harmonic mean)."""
+
+    eval_dataset: str
+    split: str
+    metric: str
+    value: float
+
+
+class Catalog(TypingProtocol):
+    """Access to registered datasets, as handed to protocols by the runner."""
+
+    def spec(self, name: str): ...  # -> DatasetSpec
+
+    def splits(self, name: str): ...  # -> Splits
+
+    def names(self) -> list[str]: ...
+
+
+class Protocol(TypingProtocol):
+    """An evaluation protocol.
+
+    ``name``/``summary``: for listings. ``default_shots``: shot counts when the user gives
+    none. ``training_datasets`` picks, from the selected datasets, those a cell trains on
+    (few-shot: every non-shift dataset; cross-dataset: the source). ``plan`` builds one
+    cell. ``derived`` adds metrics computed from a run's accuracies (may return nothing).
+    """
+
+    name: str
+    summary: str
+    default_shots: tuple[int, ...]
+
+    def training_datasets(self, selected: Sequence[str], catalog: Catalog) -> list[str]: ...
+
+    def plan(self, dataset: str, shots: int, seed: int, catalog: Catalog) -> Plan: ...
+
+    def derived(self, accuracy: Mapping[tuple[str, str], float]) -> list[Metric]: ...

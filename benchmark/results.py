@@ -1,0 +1,134 @@
+"""The results store: one Parquet dataset, one file per run, one tidy row per
+(run, evaluated dataset, split, metric).
+
+Files are written to a temporary name and renamed into place, so a reader never sees a
+partial file and a killed run leaves nothing behind. A run whose file holds ``status ==
+"ok"`` rows is done and never re-run unless asked; a failed run leaves one row with
+``status == "failed"`` and the error, and is retried by the next run.
+
+The files are plain Parquet: pandas, polars and DuckDB read them without the suite::
+
+    pandas.read_parquet("results/runs")
+    duckdb.sql("select * from 'results/runs/*.parquet'")
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from benchmark.errors import EXIT_ENVIRONMENT, UserError
+
+SCHEMA_VERSION = 1
+RUNS_FOLDER = "runs"
+
+SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("method", pa.string()),
+        ("protocol", pa.string()),
+        ("dataset", pa.string()),
+        ("eval_dataset", pa.string()),
+        ("split", pa.string()),
+        ("shots", pa.int32()),
+        ("seed", pa.int32()),
+        ("backbone", pa.string()),
+        ("pretrained", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("n_eval", pa.int64()),
+        ("config", pa.string()),
+        ("train_seconds", pa.float64()),
+        ("eval_seconds", pa.float64()),
+        ("suite_version", pa.string()),
+        ("plugin", pa.string()),
+        ("plugin_version", pa.string()),
+        ("git_commit", pa.string()),
+        ("device", pa.string()),
+        ("timestamp", pa.timestamp("us", tz="UTC")),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("schema_version", pa.int32()),
+    ],
+    metadata={"vlprompt_bench_schema_version": str(SCHEMA_VERSION)},
+)
+
+COLUMNS = tuple(SCHEMA.names)
+
+
+class ResultStore:
+    """The Parquet dataset of results under ``root/runs``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.folder = self.root / RUNS_FOLDER
+
+    def _file(self, run_id: str) -> Path:
+        return self.folder / f"{run_id}.parquet"
+
+    def ensure_writable(self) -> None:
+        """Fail early, before any work, when results cannot be written."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.folder, prefix=".probe-"):
+                pass
+        except OSError as exc:
+            raise UserError(
+                f"results directory {self.folder} is not writable ({exc.strerror})",
+                EXIT_ENVIRONMENT,
+            ) from exc
+
+    def write_run(self, run_id: str, rows: Iterable[Mapping[str, Any]]) -> Path:
+        """Write one run's rows atomically (temporary file, fsync, rename)."""
+        rows = [dict(row, schema_version=SCHEMA_VERSION) for row in rows]
+        missing = [c for c in COLUMNS if any(c not in row for row in rows)]
+        if missing:
+            raise ValueError(f"result rows lack columns {missing}")
+        table = pa.Table.from_pylist(rows, schema=SCHEMA)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        target = self._file(run_id)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{run_id}-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                pq.write_table(table, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    def done_run_ids(self) -> set[str]:
+        """Runs whose results are complete (status ok); failed runs are not done."""
+        if not self.folder.is_dir():
+            return set()
+        done = set()
+        for path in self.folder.glob("*.parquet"):
+            status = pq.read_table(path, columns=["status"]).column("status").to_pylist()
+            if status and all(s == "ok" for s in status):
+                done.add(path.stem)
+        return done
+
+    def read(self) -> pa.Table:
+        """All rows of all runs (an empty table with the schema when there are none)."""
+        files = sorted(self.folder.glob("*.parquet")) if self.folder.is_dir() else []
+        tables = []
+        for path in files:
+            table = pq.read_table(path)
+            version = int((table.schema.metadata or {}).get(b"vlprompt_bench_schema_version", 0))
+            if version > SCHEMA_VERSION:
+                raise UserError(
+                    f"{path} was written by a newer version of the suite (results schema "
+                    f"{version}, this version reads up to {SCHEMA_VERSION}); upgrade to read it"
+                )
+            tables.append(table.select(list(COLUMNS)).cast(SCHEMA))
+        if not tables:
+            return SCHEMA.empty_table()
+        return pa.concat_tables(tables)

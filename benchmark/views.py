@@ -1,0 +1,69 @@
+"""The image views of the reference code, made deterministic.
+
+Test view: resize the shorter side to the model's size (bicubic), centre crop, CLIP
+normalisation. Training view ``e`` of an image: RandomResizedCrop(scale=(0.08, 1), ratio
+(3/4, 4/3), bicubic) + horizontal flip with p = 0.5 + CLIP normalisation, with its random
+draws seeded by (image path, e). View ``e`` is the augmentation of epoch ``e``, identical for
+every method, seed and shot count that trains on the image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+
+import torch
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+from benchmark.backbone import CLIP_MEAN, CLIP_STD
+
+TEST_VIEW = -1
+CROP_SCALE = (0.08, 1.0)
+CROP_RATIO = (3 / 4, 4 / 3)
+
+
+def transform_id(image_size: int) -> str:
+    """Names the transforms, so that cached features of other transforms are never used."""
+    return f"clip-s{image_size}-rrc{CROP_SCALE[0]}-{CROP_SCALE[1]}-flip-bicubic-v1"
+
+
+def _rng(path: str, view: int) -> random.Random:
+    seed = hashlib.sha256(f"{path}|{view}".encode()).digest()[:8]
+    return random.Random(int.from_bytes(seed, "little"))
+
+
+def _crop_box(width: int, height: int, rng: random.Random) -> tuple[int, int, int, int]:
+    """RandomResizedCrop's box (top, left, height, width), torchvision's algorithm."""
+    area = width * height
+    log_ratio = (math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]))
+    for _ in range(10):
+        target_area = area * rng.uniform(*CROP_SCALE)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = round(math.sqrt(target_area * aspect))
+        h = round(math.sqrt(target_area / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            return rng.randint(0, height - h), rng.randint(0, width - w), h, w
+    ratio = width / height  # fallback: centre crop of the whole image
+    if ratio < CROP_RATIO[0]:
+        w, h = width, round(width / CROP_RATIO[0])
+    elif ratio > CROP_RATIO[1]:
+        h, w = height, round(height * CROP_RATIO[1])
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def render(image: Image.Image, path: str, view: int, size: int) -> torch.Tensor:
+    """The normalised pixel tensor of ``view`` of an RGB image."""
+    if view == TEST_VIEW:
+        image = TF.center_crop(TF.resize(image, size, InterpolationMode.BICUBIC), size)
+    else:
+        rng = _rng(path, view)
+        top, left, h, w = _crop_box(image.width, image.height, rng)
+        image = TF.resized_crop(image, top, left, h, w, [size, size], InterpolationMode.BICUBIC)
+        if rng.random() < 0.5:
+            image = TF.hflip(image)
+    return TF.normalize(TF.to_tensor(image), CLIP_MEAN, CLIP_STD)

@@ -1,0 +1,113 @@
+"""CoOp: Learning to Prompt for Vision-Language Models (Zhou et al., IJCV 2022).
+
+Algorithm: the prompt of class i is ``[V]_1 .. [V]_M [CLASS_i] .``; the context vectors
+``[V]`` are the only learned parameters. p(y = i | x) = softmax_i(exp(t) cos(f(x), g(t_i)))
+(CoOp eq. 2); the loss is cross-entropy; plain SGD steps.
+
+Presets follow the reference code: few-shot: M = 16 random N(0, 0.02) context, class token
+at the end, batch 32, 50/100/100/200/200 epochs for 1/2/4/8/16 shots (ImageNet: 50);
+base-to-new and cross-dataset: init "a photo of a" (M = 4), 200 epochs (ImageNet: 50).
+Deviation: fp32 master weights (bf16 autocast on GPU) instead of pure fp16.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from benchmark.engine import Engine
+from benchmark.method import Setting
+from benchmark.prompting.classifier import PromptClassifier, cosine_logits
+from benchmark.prompting.context import phrase_context, random_context
+from benchmark.prompting.rules import plain
+from benchmark.prompting.text import PromptEncoder
+from benchmark.prompting.trainer import Batch, Optimisation, fit
+from benchmark.protocol import TrainData
+
+FEW_SHOT_EPOCHS = {1: 50, 2: 100, 4: 100, 8: 200, 16: 200}
+IMAGENET_LIKE = ("imagenet",)
+QUICK_EPOCHS = 10
+
+
+@dataclass(frozen=True)
+class Config:
+    n_ctx: int = 16
+    ctx_init: str = ""  # an init phrase ("a photo of a"); empty: random N(0, 0.02)
+    class_specific: bool = False  # CSC: one context per class
+    epochs: int = 200
+    batch_size: int = 32
+    lr: float = 0.002
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+
+    def optimisation(self) -> Optimisation:
+        return Optimisation(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+        )
+
+
+def reference_epochs(setting: Setting) -> int:
+    if setting.dataset in IMAGENET_LIKE:
+        return 50
+    if setting.protocol == "few_shot":
+        return FEW_SHOT_EPOCHS.get(setting.shots, 200)
+    return 200
+
+
+def initial_context(config: Config, runs: Sequence[TrainData], engine: Engine) -> torch.Tensor:
+    """(S, M, d), or (S, K, M, d) with class-specific context."""
+    width = engine.tower.tower.token_embedding.weight.shape[1]
+    if config.ctx_init:
+        ctx = phrase_context(engine.tower, config.ctx_init, len(runs))
+    else:
+        ctx = random_context([r.seed for r in runs], config.n_ctx, width)
+    if config.class_specific:
+        ctx = ctx[:, None].repeat(1, len(runs[0].classes.names), 1, 1)
+    return ctx.to(engine.device)
+
+
+def cross_entropy(
+    encoder: PromptEncoder, engine: Engine, ctx: torch.Tensor, batch: Batch
+) -> torch.Tensor:
+    """Per-run CE (S,) of the batch under context ``ctx``."""
+    texts = F.normalize(encoder(ctx if ctx.dim() == 4 else ctx[:, None]), dim=-1)
+    logits = cosine_logits(batch.features, texts, engine.backbone.logit_scale)
+    return F.cross_entropy(logits.transpose(1, 2), batch.labels, reduction="none").mean(1)
+
+
+class CoOp:
+    name = "coop"
+    version = "1"
+    Config = Config
+
+    def presets(self) -> dict[str, dict[str, object]]:
+        return {"csc": {"class_specific": True}}
+
+    def config(self, setting: Setting) -> Config:
+        epochs = reference_epochs(setting) if setting.preset == "reference" else QUICK_EPOCHS
+        if setting.protocol == "few_shot":
+            return Config(epochs=epochs)
+        return Config(n_ctx=4, ctx_init="a photo of a", epochs=epochs)
+
+    def train(self, runs: Sequence[TrainData], config: Config, engine: Engine):
+        ctx = initial_context(config, runs, engine)
+        encoder = PromptEncoder(engine.tower, runs[0].classes.names, ctx.shape[-2])
+
+        def losses(params, batch: Batch):
+            return {"loss": cross_entropy(encoder, engine, params[0], batch)}
+
+        diagnostics = fit(runs, engine, [ctx], losses, plain, config.optimisation())
+        return [
+            PromptClassifier(engine, ctx[i], diagnostics[i], run.classes)
+            for i, run in enumerate(runs)
+        ]
+
+
+METHOD = CoOp()

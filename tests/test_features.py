@@ -1,0 +1,81 @@
+"""The feature cache: one encoder pass per (backbone, image, view), never stale."""
+
+from __future__ import annotations
+
+import torch
+
+from benchmark.datasets.splitfile import read_split_file
+from benchmark.features import FeatureCache
+from benchmark.views import TEST_VIEW
+from tests.conftest import TOY_DATASET
+
+
+def _samples(toy_root):
+    base = toy_root / TOY_DATASET
+    return read_split_file(base / f"split_zhou_{TOY_DATASET}.json", base / "images").train[:6]
+
+
+class Counting:
+    """Counts images through the real encoder (not a mock: it calls it)."""
+
+    def __init__(self, backbone):
+        self.backbone, self.images = backbone, 0
+        self.original = backbone.encode_images
+
+    def __call__(self, pixels):
+        self.images += len(pixels)
+        return self.original(pixels)
+
+
+def test_each_view_is_encoded_once_and_reused(tiny_engine, toy_root, tmp_path):
+    samples = _samples(toy_root)
+    backbone = tiny_engine.backbone
+    counter = Counting(backbone)
+    backbone.encode_images = counter
+    cache = FeatureCache(tmp_path / "c", backbone)
+    first = cache.views(samples, [TEST_VIEW, 0, 1])
+    assert first.shape == (3, 6, backbone.embed_dim)
+    assert counter.images == 18
+    again = FeatureCache(tmp_path / "c", backbone).views(samples, [1, TEST_VIEW])  # from disk
+    assert counter.images == 18
+    torch.testing.assert_close(again[0], first[2])
+    assert not torch.allclose(first[1], first[2])  # epochs see different augmentations
+
+
+def test_views_are_deterministic(tiny_engine, toy_root, tmp_path):
+    samples = _samples(toy_root)
+    a = FeatureCache(tmp_path / "a", tiny_engine.backbone).features(samples, view=3)
+    b = FeatureCache(tmp_path / "b", tiny_engine.backbone).features(samples, view=3)
+    torch.testing.assert_close(a, b)
+
+
+def test_damaged_shard_is_rebuilt(tiny_engine, toy_root, tmp_path):
+    samples = _samples(toy_root)
+    cache = FeatureCache(tmp_path / "c", tiny_engine.backbone)
+    expected = cache.features(samples)
+    (shard,) = (cache.folder / "test").glob("*.safetensors")
+    shard.write_bytes(shard.read_bytes()[:100])  # truncated
+    rebuilt = FeatureCache(tmp_path / "c", tiny_engine.backbone).features(samples)
+    torch.testing.assert_close(rebuilt, expected)
+
+
+def test_other_backbone_gets_its_own_folder(tiny_engine, tmp_path):
+    cache = FeatureCache(tmp_path / "c", tiny_engine.backbone)
+    assert tiny_engine.backbone.fingerprint in str(cache.folder)
+    assert cache.transform in str(cache.folder)
+
+
+def test_edited_image_is_encoded_again(tiny_engine, toy_root, tmp_path):
+    import shutil
+
+    samples = _samples(toy_root)[:1]
+    copy = tmp_path / "img.png"
+    shutil.copy(samples[0].path, copy)
+    from benchmark.datasets.spec import Sample
+
+    sample = [Sample(str(copy), 0, "x")]
+    cache = FeatureCache(tmp_path / "c", tiny_engine.backbone)
+    before = cache.features(sample)
+    shutil.copy(_samples(toy_root)[3].path, copy)  # same path, other content
+    after = FeatureCache(tmp_path / "c", tiny_engine.backbone).features(sample)
+    assert not torch.allclose(before, after)

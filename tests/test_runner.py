@@ -1,0 +1,166 @@
+"""The runner end to end on generated data and the tiny model."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from benchmark.errors import UserError
+from benchmark.hookspecs import hookimpl
+from benchmark.registry import MethodSpec, build_registry
+from benchmark.runner import Runner
+from tests.conftest import TOY_DATASET, toy_request
+
+
+def test_run_writes_rows_and_a_second_run_runs_nothing(toy_registry, tiny_backbone, tmp_path):
+    request = toy_request(tiny_backbone, tmp_path)
+    summary = Runner(toy_registry, request, progress=lambda m: None).run()
+    assert (summary.succeeded, summary.skipped, summary.failed) == (4, 0, [])
+    table = pd.read_parquet(tmp_path / "results" / "runs")
+    assert len(table) == summary.rows == 4
+    assert set(table.method) == {"zeroshot", "coop"}
+    assert set(table.seed) == {1, 2}
+    assert table.value.between(0, 100).all()
+    assert (table.n_eval == 20).all()
+    assert table.plugin.unique().tolist() == ["vlprompt-bench"]
+
+    again = Runner(toy_registry, request, progress=lambda m: None).run()
+    assert (again.succeeded, again.skipped, again.rows) == (0, 4, 0)
+    assert len(pd.read_parquet(tmp_path / "results" / "runs")) == 4
+
+
+def test_a_changed_config_is_a_new_run(toy_registry, tiny_backbone, tmp_path):
+    Runner(
+        toy_registry,
+        toy_request(tiny_backbone, tmp_path, methods=["coop"]),
+        progress=lambda m: None,
+    ).run()
+    changed = toy_request(
+        tiny_backbone, tmp_path, methods=["coop"], overrides={"coop": {"epochs": "2"}}
+    )
+    summary = Runner(toy_registry, changed, progress=lambda m: None).run()
+    assert summary.succeeded == 2
+
+
+class NearestMean:
+    """A third method written as an inline plugin: class means of the training features."""
+
+    name = "nearest_mean"
+    version = "1"
+
+    from dataclasses import dataclass as _dataclass
+
+    @_dataclass(frozen=True)
+    class Config:
+        temperature: float = 1.0
+
+    def presets(self):
+        return {}
+
+    def config(self, setting):
+        return self.Config()
+
+    def train(self, runs, config, engine):
+        classifiers = []
+        for run in runs:
+            features = torch.nn.functional.normalize(engine.features.features(run.samples), dim=-1)
+            labels = torch.tensor([s.label for s in run.samples])
+            means = torch.stack(
+                [features[labels == k].mean(0) for k in range(len(run.classes.names))]
+            )
+            classifiers.append(_Means(means, run.classes))
+        return classifiers
+
+
+class _Means:
+    def __init__(self, means, classes):
+        self.means, self.classes = means, classes
+        self.diagnostics = {}
+
+    def scores(self, features, classes):
+        if classes.names != self.classes.names:
+            return None
+        return torch.nn.functional.normalize(features, dim=-1) @ self.means.T
+
+
+class InlineMethodPlugin:
+    @hookimpl
+    def register_methods(self, register):
+        register(MethodSpec("nearest_mean", "class means of features", NearestMean()))
+
+
+def test_inline_plugin_method_runs_through_the_whole_benchmark(toy_plugin, tiny_backbone, tmp_path):
+    registry = build_registry(autoload=False, extra_plugins=[toy_plugin, InlineMethodPlugin()])
+    request = toy_request(
+        tiny_backbone, tmp_path, methods=["nearest_mean"], protocols=["few_shot", "base_to_new"]
+    )
+    summary = Runner(registry, request, progress=lambda m: None).run()
+    assert summary.failed == []
+    table = pd.read_parquet(tmp_path / "results" / "runs")
+    assert set(table.protocol) == {"few_shot", "base_to_new"}
+    # It cannot score unseen classes: base-to-new has base rows and no new (nor H) rows.
+    b2n = table[table.protocol == "base_to_new"]
+    assert set(b2n.split) == {"base"}
+    assert (table.plugin == "inline").all()
+
+
+class Exploding:
+    name = "exploding"
+    version = "1"
+    Config = NearestMean.Config
+
+    def presets(self):
+        return {}
+
+    def config(self, setting):
+        return self.Config()
+
+    def train(self, runs, config, engine):
+        raise FloatingPointError("loss became nan")
+
+
+class ExplodingPlugin:
+    @hookimpl
+    def register_methods(self, register):
+        register(MethodSpec("exploding", "always fails", Exploding()))
+
+
+def test_a_failing_method_is_recorded_and_the_others_go_on(toy_plugin, tiny_backbone, tmp_path):
+    registry = build_registry(autoload=False, extra_plugins=[toy_plugin, ExplodingPlugin()])
+    request = toy_request(tiny_backbone, tmp_path, methods=["exploding", "zeroshot"])
+    summary = Runner(registry, request, progress=lambda m: None).run()
+    assert summary.succeeded == 2 and len(summary.failed) == 2
+    table = pd.read_parquet(tmp_path / "results" / "runs")
+    failed = table[table.status == "failed"]
+    assert len(failed) == 2 and failed.error.str.contains("loss became nan").all()
+    retry = Runner(registry, request, progress=lambda m: None).run()
+    assert retry.skipped == 2 and len(retry.failed) == 2  # only the failed cells ran again
+
+
+def test_unknown_set_target_is_an_error(toy_registry, tiny_backbone, tmp_path):
+    request = toy_request(tiny_backbone, tmp_path, overrides={"cop": {"epochs": "1"}})
+    with pytest.raises(UserError, match="not among the methods"):
+        Runner(toy_registry, request, progress=lambda m: None).plan()
+
+
+def test_protocols_plan_the_expected_evaluations(toy_registry, tiny_backbone, tmp_path):
+    request = toy_request(
+        tiny_backbone,
+        tmp_path,
+        methods=["zeroshot"],
+        protocols=["few_shot", "cross_dataset", "domain_generalization"],
+        datasets=[TOY_DATASET, "toy_target", "toy_shift"],
+        seeds=[1],
+    )
+    Runner(toy_registry, request, progress=lambda m: None).run()
+    table = pd.read_parquet(tmp_path / "results" / "runs")
+    pairs = {(p, d, e) for p, d, e in zip(table.protocol, table.dataset, table.eval_dataset, strict=True)}
+    assert pairs == {
+        ("few_shot", TOY_DATASET, TOY_DATASET),
+        ("few_shot", "toy_target", "toy_target"),
+        ("cross_dataset", TOY_DATASET, TOY_DATASET),
+        ("cross_dataset", TOY_DATASET, "toy_target"),
+        ("domain_generalization", TOY_DATASET, TOY_DATASET),
+        ("domain_generalization", TOY_DATASET, "toy_shift"),
+    }

@@ -1,0 +1,38 @@
+"""The EOT-cut text encoder against open_clip's own full 77-token pass."""
+
+from __future__ import annotations
+
+import torch
+
+from benchmark.prompting.context import phrase_context
+from benchmark.prompting.text import PromptEncoder
+
+
+def test_cut_sequence_equals_full_77_token_pass(tiny_engine):
+    tower = tiny_engine.tower
+    texts = ["a photo of a red square.", "a blurry photo of a very large green circle."]
+    full = tiny_engine.backbone.model.encode_text(tiny_engine.backbone.tokenize(texts))
+    tokens, _ = tower.tokens(texts)
+    assert tokens.shape[1] < 77
+    torch.testing.assert_close(tower.encode_texts(texts), full, rtol=1e-5, atol=1e-5)
+
+
+def test_learned_context_equal_to_words_gives_the_words_features(tiny_engine):
+    names = ("red square", "green circle", "blue triangle")
+    ctx = phrase_context(tiny_engine.tower, "a photo of a", n_runs=2)  # (S, 4, d)
+    encoder = PromptEncoder(tiny_engine.tower, names, n_ctx=4)
+    features = encoder(ctx[:, None])  # (S, K, D)
+    model = tiny_engine.backbone.model
+    expected = model.encode_text(
+        tiny_engine.backbone.tokenize([f"a photo of a {n}." for n in names])
+    )
+    assert features.shape == (2, 3, expected.shape[1])
+    torch.testing.assert_close(features[0], expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(features[1], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_per_image_context_shapes(tiny_engine):
+    encoder = PromptEncoder(tiny_engine.tower, ("a", "b", "c"), n_ctx=2)
+    width = tiny_engine.tower.tower.token_embedding.weight.shape[1]
+    ctx = torch.randn(2, 5, 1, 2, width)  # (S, B, 1, M, d): one context per image
+    assert encoder(ctx).shape == (2, 5, 3, tiny_engine.backbone.embed_dim)
