@@ -132,6 +132,35 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--protocol", help="only this protocol")
     board.add_argument("--format", default="github", choices=["github", "latex", "csv"])
 
+    bench = sub.add_parser(
+        "bench",
+        help="training-step throughput: ours against the reference design",
+        description="Times, side by side on the same model, a reference-design training step "
+        "and ours, for each method and class count; feature extraction throughput; and the "
+        "text encoder's achieved TFLOP/s. Random weights: nothing is downloaded.",
+    )
+    bench.add_argument("--backbone", default="ViT-B-16", help="open_clip model (default ViT-B-16)")
+    bench.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    bench.add_argument(
+        "--methods", type=_csv, default=["coop", "cocoop", "prograd", "kgcoop", "gcscoop"]
+    )
+    bench.add_argument(
+        "--classes",
+        type=_positive_ints,
+        help="class counts (default: 10,100,1000 on CUDA, 10,100 on the CPU)",
+    )
+    bench.add_argument("--seeds-batched", type=int, default=8, help="runs batched in our step")
+    bench.add_argument("--images", type=int, default=256, help="JPEG files for extraction")
+    bench.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    bench.add_argument("--repeat", type=int, default=3, help="timed steps/epochs per figure")
+    bench.add_argument(
+        "--quick",
+        action="store_true",
+        help="the mini world's tiny CLIP, 10 and 100 classes, few repeats: a check "
+        "that the bench runs, not a measurement",
+    )
+    bench.add_argument("--json", type=Path, help="also write the report as JSON")
+
     datasets = sub.add_parser("datasets", help="inspect datasets")
     dsub = datasets.add_subparsers(dest="datasets_command", required=True, parser_class=_Parser)
     check = dsub.add_parser("check", help="report which datasets are present and complete")

@@ -64,12 +64,14 @@ def reference_epochs(setting: Setting) -> int:
 def initial_context(config: Config, runs: Sequence[TrainData], engine: Engine) -> torch.Tensor:
     """(S, M, d), or (S, K, M, d) with class-specific context."""
     width = engine.tower.tower.token_embedding.weight.shape[1]
+    n_classes = len(runs[0].classes.names)
     if config.ctx_init:
         ctx = phrase_context(engine.tower, config.ctx_init, len(runs))
+        if config.class_specific:
+            ctx = ctx[:, None].repeat(1, n_classes, 1, 1)
     else:
-        ctx = random_context([r.seed for r in runs], config.n_ctx, width)
-    if config.class_specific:
-        ctx = ctx[:, None].repeat(1, len(runs[0].classes.names), 1, 1)
+        shape = (n_classes, config.n_ctx, width) if config.class_specific else (config.n_ctx, width)
+        ctx = random_context([r.seed for r in runs], shape)
     return ctx.to(engine.device)
 
 

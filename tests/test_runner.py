@@ -155,7 +155,7 @@ def test_protocols_plan_the_expected_evaluations(toy_registry, tiny_backbone, tm
     )
     Runner(toy_registry, request, progress=lambda m: None).run()
     table = pd.read_parquet(tmp_path / "results" / "runs")
-    pairs = {(p, d, e) for p, d, e in zip(table.protocol, table.dataset, table.eval_dataset, strict=True)}
+    pairs = set(zip(table.protocol, table.dataset, table.eval_dataset, strict=True))
     assert pairs == {
         ("few_shot", TOY_DATASET, TOY_DATASET),
         ("few_shot", "toy_target", "toy_target"),

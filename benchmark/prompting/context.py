@@ -9,16 +9,18 @@ import torch
 from benchmark.prompting.text import TextTower
 
 
-def random_context(seeds: Sequence[int], n_ctx: int, width: int, std: float = 0.02) -> torch.Tensor:
-    """N(0, std^2) context (S, M, d), each run drawing from a generator seeded by its seed.
+def random_context(
+    seeds: Sequence[int], shape: Sequence[int], std: float = 0.02
+) -> torch.Tensor:
+    """N(0, std^2) context (S, *shape), each run drawing from a generator seeded by its seed.
 
-    The reference draws from the global RNG after seeding it; the distribution is the same,
-    the draw differs.
+    ``shape`` is (M, d), or (K, M, d) for class-specific context. The reference draws from
+    the global RNG after seeding it; the distribution is the same, the draw differs.
     """
     contexts = []
     for seed in seeds:
         generator = torch.Generator().manual_seed(seed)
-        contexts.append(torch.randn(n_ctx, width, generator=generator) * std)
+        contexts.append(torch.randn(*shape, generator=generator) * std)
     return torch.stack(contexts)
 
 
