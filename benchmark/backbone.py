@@ -86,6 +86,9 @@ class Backbone:
 
     @staticmethod
     def _create(open_clip, spec: BackboneSpec) -> nn.Module:
+        from benchmark.miniworld.model import register_model_config
+
+        register_model_config()  # the mini world's own tiny CLIP is an open_clip config
         if spec.name not in open_clip.list_models():
             from benchmark.errors import unknown_name
 

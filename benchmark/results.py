@@ -15,6 +15,7 @@ The files are plain Parquet: pandas, polars and DuckDB read them without the sui
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -27,6 +28,7 @@ from benchmark.errors import EXIT_ENVIRONMENT, UserError
 
 SCHEMA_VERSION = 1
 RUNS_FOLDER = "runs"
+CLAIMS_FOLDER = ".claims"
 
 SCHEMA = pa.schema(
     [
@@ -105,16 +107,49 @@ class ResultStore:
             raise
         return target
 
+    # -- claims: two runners on one results directory never run the same cell -----------
+
+    def _claim_file(self, run_id: str) -> Path:
+        return self.folder / CLAIMS_FOLDER / f"{run_id}.claim"
+
+    def claim(self, run_id: str) -> bool:
+        """Claim a run for this process; False if a live process on this host holds it.
+
+        A claim is a file created exclusively, holding the host name and process id. A claim
+        whose process is gone (killed, crashed) is stale and is taken over.
+        """
+        path = self._claim_file(run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        owner = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if not _stale(path):
+                    return False
+                path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(owner)
+            return True
+        return False
+
+    def release(self, run_id: str) -> None:
+        self._claim_file(run_id).unlink(missing_ok=True)
+
+    def is_done(self, run_id: str) -> bool:
+        """Whether the run's results are complete (status ok); failed runs are not done."""
+        path = self._file(run_id)
+        if not path.is_file():
+            return False
+        status = pq.read_table(path, columns=["status"]).column("status").to_pylist()
+        return bool(status) and all(s == "ok" for s in status)
+
     def done_run_ids(self) -> set[str]:
-        """Runs whose results are complete (status ok); failed runs are not done."""
+        """All runs whose results are complete."""
         if not self.folder.is_dir():
             return set()
-        done = set()
-        for path in self.folder.glob("*.parquet"):
-            status = pq.read_table(path, columns=["status"]).column("status").to_pylist()
-            if status and all(s == "ok" for s in status):
-                done.add(path.stem)
-        return done
+        return {path.stem for path in self.folder.glob("*.parquet") if self.is_done(path.stem)}
 
     def read(self) -> pa.Table:
         """All rows of all runs (an empty table with the schema when there are none)."""
@@ -132,3 +167,20 @@ class ResultStore:
         if not tables:
             return SCHEMA.empty_table()
         return pa.concat_tables(tables)
+
+
+def _stale(claim: Path) -> bool:
+    """A claim of a process that no longer runs on this host (claims of other hosts hold)."""
+    try:
+        host, pid = claim.read_text().split()
+    except (OSError, ValueError):
+        return True  # unreadable or half-written: its writer died mid-way
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False

@@ -209,31 +209,50 @@ class Runner:
         )
         finished = 0
         for group in todo:
-            head = group[0]
-            label = (
-                f"{head.method} · {head.protocol} · {head.dataset} · {head.shots} shots · "
-                f"seeds {','.join(str(c.seed) for c in group)}"
-            )
-            self.progress(f"[{finished + len(group)}/{n_todo}] {label}")
-            try:
-                rows_per_run = self._run_group(group)
-            except UserError:
-                raise
-            except Exception as exc:  # a failing method must not stop the others
-                message = f"{type(exc).__name__}: {exc}"
-                detail = traceback.format_exc(limit=-3)
-                for cell in group:
-                    summary.failed.append((cell, message))
-                    self.store.write_run(cell.run_id, [self._failed_row(cell, detail)])
-                self.progress(f"  failed: {message}")
-            else:
-                for cell, rows in zip(group, rows_per_run, strict=True):
-                    self.store.write_run(cell.run_id, rows)
-                    summary.rows += len(rows)
-                    summary.succeeded += 1
-                    self._announce(rows)
-            finished += len(group)
+            ours = []
+            for cell in group:
+                if not self.store.claim(cell.run_id):
+                    continue  # another runner is on it
+                # A cell finished by another runner after our plan was made is not ours.
+                if not self.request.rerun and self.store.is_done(cell.run_id):
+                    self.store.release(cell.run_id)
+                    continue
+                ours.append(cell)
+            summary.skipped += len(group) - len(ours)
+            finished += len(group) - len(ours)
+            if ours:
+                try:
+                    self._run_claimed(ours, summary, finished, n_todo)
+                finally:
+                    for cell in ours:
+                        self.store.release(cell.run_id)
+            finished += len(ours)
         return summary
+
+    def _run_claimed(self, group: list[Cell], summary: Summary, finished: int, n_todo: int):
+        head = group[0]
+        label = (
+            f"{head.method} · {head.protocol} · {head.dataset} · {head.shots} shots · "
+            f"seeds {','.join(str(c.seed) for c in group)}"
+        )
+        self.progress(f"[{finished + len(group)}/{n_todo}] {label}")
+        try:
+            rows_per_run = self._run_group(group)
+        except UserError:
+            raise
+        except Exception as exc:  # a failing method must not stop the others
+            message = f"{type(exc).__name__}: {exc}"
+            detail = traceback.format_exc(limit=-3)
+            for cell in group:
+                summary.failed.append((cell, message))
+                self.store.write_run(cell.run_id, [self._failed_row(cell, detail)])
+            self.progress(f"  failed: {message}")
+        else:
+            for cell, rows in zip(group, rows_per_run, strict=True):
+                self.store.write_run(cell.run_id, rows)
+                summary.rows += len(rows)
+                summary.succeeded += 1
+                self._announce(rows)
 
     def _announce(self, rows: list[dict[str, Any]]) -> None:
         try:

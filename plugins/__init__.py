@@ -12,6 +12,12 @@ from benchmark.registry import MethodSpec
 BUILTIN_METHODS = (
     ("zeroshot", "zero-shot CLIP with the dataset's hand-crafted prompt", ("ensemble",)),
     ("coop", "CoOp: learned context vectors (Zhou et al., IJCV 2022)", ("csc",)),
+    ("kgcoop", "KgCoOp: knowledge-guided context (Yao et al., CVPR 2023)", ("squared_cosine",)),
+    ("prograd", "ProGrad: prompt-aligned gradient (Zhu et al., ICCV 2023)", ("ensemble",)),
+    ("scoop", "SCoOp: sharpness-aware (SAM) context optimisation", ()),
+    ("gcscoop", "GCSCoOp: gradient-constrained sharpness-aware context", ("default",)),
+    ("linear_probe", "linear probe CLIP: logistic regression on image features", ()),
+    ("cocoop", "CoCoOp: image-conditional prompts (Zhou et al., CVPR 2022)", ()),
 )
 
 

@@ -1,0 +1,138 @@
+"""The offline mini world: deterministic generation, readable splits, the shipped tiny CLIP."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmark.datasets.spec import DataContext
+from benchmark.datasets.splitfile import read_split_file
+from benchmark.miniworld import generate as g
+from benchmark.miniworld import plugin
+
+SCALE = 0.05  # one image per class and split: the same code path, a fraction of the time
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    return g.ensure_generated(tmp_path_factory.mktemp("cache") / "miniworld", scale=SCALE)
+
+
+def _specs():
+    specs = []
+    plugin.register_datasets(specs.append)
+    return {s.name: s for s in specs}
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(world, tmp_path):
+    small = [d for d in g.datasets(SCALE) if d.name in ("mini_shapes", "mini_counts", "mini_pixel")]
+    for seed, where in ((g.SEED, tmp_path / "again"), (g.SEED + 1, tmp_path / "other")):
+        for d in small:
+            g.generate_dataset(d, g.dataset_index(d.name), where, seed)
+    again, other = _hashes(tmp_path / "again"), _hashes(tmp_path / "other")
+    reference = {k: v for k, v in _hashes(world).items() if k in again}
+    assert again and again == reference
+    images = [k for k in again if k.endswith(".png")]
+    assert sum(again[k] != other[k] for k in images) > 0.9 * len(images)
+
+
+def test_ensure_generated_is_idempotent_and_marked(world):
+    marker = world / "VERSION"
+    assert marker.read_text().startswith(g.VERSION)
+    before = marker.stat().st_mtime_ns
+    assert g.ensure_generated(world, scale=SCALE) == world
+    assert marker.stat().st_mtime_ns == before
+
+
+def test_registered_datasets_and_roles():
+    specs = _specs()
+    roles = {name: s.role for name, s in specs.items()}
+    assert list(roles.values()).count("source") == 1
+    assert list(roles.values()).count("target") >= 4
+    assert list(roles.values()).count("shift") >= 3
+    for s in specs.values():
+        assert s.world == "mini" and s.name.startswith("mini_") and "{}" in s.template
+        assert s.source == ("mini_shapes" if s.role == "shift" else None)
+
+
+def test_splits_read_with_expected_classes(world):
+    source_names = None
+    for d in g.datasets(SCALE):
+        base = world / d.folder
+        splits = read_split_file(base / f"split_zhou_{d.split_name}.json", base / "images")
+        assert splits.classnames == d.classes
+        assert len(set(d.classes)) == len(d.classes)
+        n = len(d.classes)
+        assert (len(splits.train), len(splits.val), len(splits.test)) == (
+            n * d.train, n * d.val, n * d.test,
+        )  # fmt: skip
+        assert all(Path(s.path).is_file() for s in splits.test)
+        if d.role == "source":
+            source_names = set(d.classes)
+            assert n >= 100
+    for d in g.datasets():
+        if d.role == "shift":
+            assert d.train == d.val == 0 and d.test > 0
+            assert set(d.classes) <= source_names
+        else:
+            assert d.train >= 16
+    assert sum(len(d.classes) < 120 for d in g.datasets() if d.role == "shift") >= 2
+
+
+def test_plugin_load_generates_into_the_cache(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(g, "ensure_generated", lambda root: calls.append(root) or world_stub)
+    world_stub = tmp_path / "stub"
+    d = g.spec_of("mini_sizes")
+    g.generate_dataset(d, g.dataset_index(d.name), world_stub)
+    splits = _specs()["mini_sizes"].load(DataContext(data_root=None, cache_dir=tmp_path))
+    assert calls == [tmp_path / "miniworld"]
+    assert len(splits.classnames) == 24 and len(splits.train) == 24 * d.train
+
+
+def test_images_are_small_rgb(world):
+    from PIL import Image
+
+    path = next((world / "mini_shapes" / "images" / "test").rglob("*.png"))
+    with Image.open(path) as img:
+        assert img.mode == "RGB" and img.size == (g.SIZE, g.SIZE)
+
+
+def test_listing_the_plugin_imports_nothing_heavy():
+    code = (
+        "import sys, benchmark.miniworld.plugin as p; p.register_datasets(lambda s: None); "
+        "print(sorted(m for m in ('torch', 'open_clip', 'numpy', 'PIL') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_shipped_checkpoint_loads_through_open_clip():
+    import open_clip
+    import torch
+
+    from benchmark.miniworld.model import CHECKPOINT, MODEL_NAME, register_model_config
+
+    assert CHECKPOINT.is_file(), f"missing {CHECKPOINT}"
+    assert CHECKPOINT.stat().st_size <= 16 * 2**20
+    register_model_config()
+    register_model_config()  # idempotent
+    model = open_clip.create_model(MODEL_NAME, pretrained=str(CHECKPOINT)).eval()
+    tokens = open_clip.get_tokenizer(MODEL_NAME)(["a photo of a red circle.", "blue star"])
+    with torch.no_grad():
+        image = model.encode_image(torch.zeros(2, 3, 32, 32))
+        text = model.encode_text(tokens)
+    assert image.shape == text.shape == (2, 128)
+    assert torch.isfinite(image).all() and torch.isfinite(text).all()
