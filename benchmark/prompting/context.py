@@ -9,9 +9,7 @@ import torch
 from benchmark.prompting.text import TextTower
 
 
-def random_context(
-    seeds: Sequence[int], shape: Sequence[int], std: float = 0.02
-) -> torch.Tensor:
+def random_context(seeds: Sequence[int], shape: Sequence[int], std: float = 0.02) -> torch.Tensor:
     """N(0, std^2) context (S, *shape), each run drawing from a generator seeded by its seed.
 
     ``shape`` is (M, d), or (K, M, d) for class-specific context. The reference draws from
