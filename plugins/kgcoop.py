@@ -53,14 +53,7 @@ class Config:
     squared_cosine: bool = False
 
     def optimisation(self) -> Optimisation:
-        return Optimisation(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            squared_cosine=self.squared_cosine,
-        )
+        return Optimisation.of(self)
 
 
 def initial_context(

@@ -49,13 +49,7 @@ class Config:
     weight_decay: float = 5e-4
 
     def optimisation(self) -> Optimisation:
-        return Optimisation(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-        )
+        return Optimisation.of(self)
 
 
 def scoop_rule(rho: float):

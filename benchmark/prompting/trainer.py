@@ -37,6 +37,18 @@ class Optimisation:
     warmup_lr: float = 1e-5
     squared_cosine: bool = False
 
+    @classmethod
+    def of(cls, config: object) -> Optimisation:
+        """The optimisation fields of a method's config (``squared_cosine`` if it has one)."""
+        return cls(
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            squared_cosine=getattr(config, "squared_cosine", False),
+        )
+
 
 @dataclass(frozen=True)
 class Batch:
