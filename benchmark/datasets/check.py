@@ -138,7 +138,7 @@ def check_one(data_root: Path, spec: DatasetSpec) -> DatasetReport:
     paths = {s.path for split in (splits.train, splits.val, splits.test) for s in split}
     absent = absent_paths(paths)
     if absent:
-        shown = ", ".join(absent[:EXAMPLES])
+        shown = ", ".join(sorted(absent)[:EXAMPLES])
         report.problems.append(f"{len(absent)} of {len(paths)} images absent, e.g. {shown}")
     expected = standard.EXPECTED.get(spec.name) if spec.world == standard.WORLD else None
     if expected is not None:
