@@ -96,14 +96,16 @@ def fit(
     labels = torch.tensor([[s.label for s in run.samples] for run in runs], device=device)
     generators = [torch.Generator().manual_seed(run.seed) for run in runs]
     samples = [s for run in runs for s in run.samples]
-    engine.features.ensure(samples, range(opt.epochs))  # one extraction pass for all epochs
+    augmentation = runs[0].augmentation
+    # one extraction pass for all epochs
+    engine.features.ensure(samples, range(opt.epochs), augmentation)
     totals: dict[str, torch.Tensor] = {}
     steps = 0
     for epoch in tqdm(range(opt.epochs), desc="training", unit="epoch", leave=False):
         lr = learning_rate(epoch, opt.lr, opt.epochs, opt.warmup_lr, opt.squared_cosine)
         for group in optimiser.param_groups:
             group["lr"] = lr
-        view = engine.features.features(samples, view=epoch).view(len(runs), n, -1)
+        view = engine.features.features(samples, epoch, augmentation).view(len(runs), n, -1)
         view = F.normalize(view, dim=-1)
         orders = [_batches(n, opt.batch_size, g) for g in generators]
         for step_indices in zip(*orders, strict=True):
