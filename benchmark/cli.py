@@ -14,6 +14,7 @@ from pathlib import Path
 from benchmark.errors import EXIT_CELLS_FAILED, EXIT_OK, EXIT_USAGE, UserError
 
 DEFAULT_RESULTS = Path("results")
+REFERENCE_BUILTIN = Path("<built-in>")
 MINI_WORLD = "mini"
 STANDARD_WORLD = "standard"
 STANDARD_BACKBONE = ("ViT-B-16", "openai")
@@ -131,6 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     board.add_argument("--protocol", help="only this protocol")
     board.add_argument("--format", default="github", choices=["github", "latex", "csv"])
+    board.add_argument(
+        "--reference",
+        nargs="?",
+        type=Path,
+        const=REFERENCE_BUILTIN,
+        metavar="FILE",
+        help="show the papers' published numbers and measured − published under each method "
+        "(default file: results/reference/published.csv)",
+    )
 
     bench = sub.add_parser(
         "bench",
@@ -291,21 +301,40 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
-def _leaderboard_text(results: Path, protocol: str | None, fmt: str, registry) -> str:
-    from benchmark.leaderboard import leaderboard
+def _results_table(results: Path):
     from benchmark.results import ResultStore
 
     table = ResultStore(results).read().to_pandas()
     if table.empty:
         raise UserError(f"no results in {results}; run `python -m benchmark run` first")
-    titles = {n: registry.datasets.get(n).display_name for n in registry.datasets}
+    return table
+
+
+def _titles(registry) -> dict[str, str]:
+    return {n: registry.datasets.get(n).display_name for n in registry.datasets}
+
+
+def _leaderboard_text(
+    results: Path, protocol: str | None, fmt: str, registry, reference: Path | None = None
+) -> str:
+    from benchmark.leaderboard import leaderboard
+
+    table = _results_table(results)
     if protocol is not None:
         registry.protocols.get(protocol)
-    return leaderboard(table, protocol=protocol, fmt=fmt, titles=titles)
+    published = None
+    if reference is not None:
+        from benchmark.reference import load
+
+        published = load(None if reference == REFERENCE_BUILTIN else reference)
+    return leaderboard(
+        table, protocol=protocol, fmt=fmt, titles=_titles(registry), reference=published
+    )
 
 
 def cmd_leaderboard(args) -> int:
-    print(_leaderboard_text(args.results, args.protocol, args.format, _registry(args)))
+    registry = _registry(args)
+    print(_leaderboard_text(args.results, args.protocol, args.format, registry, args.reference))
     return EXIT_OK
 
 
