@@ -27,6 +27,14 @@ EPILOG_RUN = """examples:
   python -m benchmark run --methods coop --set coop.epochs=10 --set coop.n_ctx=4
 """
 
+EPILOG_LEADERBOARD = """examples:
+  python -m benchmark leaderboard --results results/mini
+  python -m benchmark leaderboard --reference                # the papers' numbers and Δ
+  python -m benchmark leaderboard --plot plots --html leaderboard.html
+  python -m benchmark leaderboard --results results/mini --reference \\
+      --write results/LEADERBOARD.md                         # or --check: fail if stale
+"""
+
 
 def default_cache_dir() -> Path:
     env = os.environ.get("VLPROMPT_BENCH_CACHE")
@@ -128,7 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rerun", action="store_true", help="run cells even if results exist")
     run.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard")
 
-    board = sub.add_parser("leaderboard", help="tables of mean ± std over seeds")
+    board = sub.add_parser(
+        "leaderboard",
+        help="tables of mean ± std over seeds",
+        epilog=EPILOG_LEADERBOARD,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     board.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     board.add_argument("--protocol", help="only this protocol")
     board.add_argument("--format", default="github", choices=["github", "latex", "csv"])
@@ -140,6 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="show the papers' published numbers and measured − published under each method "
         "(default file: results/reference/published.csv)",
+    )
+    board.add_argument("--plot", type=Path, metavar="DIR", help="also write the plots as PNG")
+    board.add_argument(
+        "--html", type=Path, metavar="FILE", help="also write a self-contained HTML page"
+    )
+    written = board.add_mutually_exclusive_group()
+    written.add_argument(
+        "--write", type=Path, metavar="FILE", help="write the leaderboard to FILE, not stdout"
+    )
+    written.add_argument(
+        "--check",
+        type=Path,
+        metavar="FILE",
+        help="exit 1 if FILE differs from what --write FILE would write (a stale leaderboard)",
     )
 
     bench = sub.add_parser(
@@ -314,6 +341,14 @@ def _titles(registry) -> dict[str, str]:
     return {n: registry.datasets.get(n).display_name for n in registry.datasets}
 
 
+def _published(reference: Path | None):
+    if reference is None:
+        return None
+    from benchmark.reference import load
+
+    return load(None if reference == REFERENCE_BUILTIN else reference)
+
+
 def _leaderboard_text(
     results: Path, protocol: str | None, fmt: str, registry, reference: Path | None = None
 ) -> str:
@@ -322,20 +357,75 @@ def _leaderboard_text(
     table = _results_table(results)
     if protocol is not None:
         registry.protocols.get(protocol)
-    published = None
-    if reference is not None:
-        from benchmark.reference import load
-
-        published = load(None if reference == REFERENCE_BUILTIN else reference)
     return leaderboard(
-        table, protocol=protocol, fmt=fmt, titles=_titles(registry), reference=published
+        table, protocol=protocol, fmt=fmt, titles=_titles(registry), reference=_published(reference)
     )
+
+
+def _generated_by(args, target: Path) -> str:
+    """The first line of a written leaderboard: the command that regenerates it."""
+    command = ["python -m benchmark leaderboard", f"--results {args.results.as_posix()}"]
+    if args.protocol:
+        command.append(f"--protocol {args.protocol}")
+    if args.format != "github":
+        command.append(f"--format {args.format}")
+    if args.reference == REFERENCE_BUILTIN:
+        command.append("--reference")
+    elif args.reference is not None:
+        command.append(f"--reference {args.reference.as_posix()}")
+    command.append(f"--write {target.as_posix()}")
+    text = f"Generated from committed results by `{' '.join(command)}`; do not edit."
+    return {"github": f"<!-- {text} -->", "latex": f"% {text}", "csv": f"# {text}"}[args.format]
 
 
 def cmd_leaderboard(args) -> int:
     registry = _registry(args)
-    print(_leaderboard_text(args.results, args.protocol, args.format, registry, args.reference))
+    text = _leaderboard_text(args.results, args.protocol, args.format, registry, args.reference)
+    target = args.write or args.check
+    if target is None:
+        print(text)
+    else:
+        text = f"{_generated_by(args, target)}\n\n{text}"
+        if args.check:
+            current = target.read_text(encoding="utf-8") if target.is_file() else None
+            if current != text:
+                state = "missing" if current is None else "stale"
+                command = _generated_by(args, target).split("`")[1]
+                raise UserError(f"{target} is {state}: regenerate it with `{command}`", 1)
+            print(f"{target} is up to date", file=sys.stderr)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+            print(f"wrote {target}", file=sys.stderr)
+    if args.plot or args.html:
+        _write_figures(args, registry)
     return EXIT_OK
+
+
+def _write_figures(args, registry) -> None:
+    from benchmark.plots import plots, write_plots
+
+    table = _results_table(args.results)
+    if args.protocol is not None:
+        table = table[table["protocol"] == args.protocol]
+    titles = _titles(registry)
+    if args.plot:
+        written = write_plots(table, args.plot, titles)
+        print(f"wrote {len(written)} plots to {args.plot}", file=sys.stderr)
+    if args.html:
+        from benchmark.leaderboard import reference_note, sections
+        from benchmark.webpage import page
+
+        published = _published(args.reference)
+        note = None if published is None else reference_note(table, published)
+        html = page(
+            sections(table, titles=titles, reference=published),
+            [(plot.title, plot.png()) for plot in plots(table, titles)],
+            notes=[f"Results: {args.results}", *([note] if note else [])],
+        )
+        args.html.parent.mkdir(parents=True, exist_ok=True)
+        args.html.write_text(html, encoding="utf-8")
+        print(f"wrote {args.html}", file=sys.stderr)
 
 
 def cmd_datasets(args) -> int:

@@ -81,10 +81,13 @@ __all__ = [
     "cross_dataset_table",
     "domain_generalization_table",
     "few_shot_table",
+    "format_cell",
     "generic_table",
     "harmonic_mean",
+    "label_columns",
     "leaderboard",
     "published_for",
+    "reference_note",
     "render",
     "sections",
     "unpublished_datasets",
@@ -596,7 +599,8 @@ def used_sources(layout: Layout, published: Published) -> list[tuple[str, str]]:
 # -- rendering -----------------------------------------------------------------------------
 
 
-def _text(cell: Cell, pm: str) -> str:
+def format_cell(cell: Cell, pm: str = PM) -> str:
+    """A cell as the tables print it (``pm`` joins mean and std)."""
     if cell is None:
         return ""
     if isinstance(cell, Stat):
@@ -610,7 +614,7 @@ def _text(cell: Cell, pm: str) -> str:
     return str(cell)
 
 
-def _label_columns(table: Table) -> list[bool]:
+def label_columns(table: Table) -> list[bool]:
     """Which columns are labels: every body cell a string (columns of numbers align right)."""
     width = len(table[0])
     body = table[1:]
@@ -622,7 +626,7 @@ def render(table: Table, fmt: str = "github") -> str:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     header, body = [str(h) for h in table[0]], table[1:]
-    labels = _label_columns(table)
+    labels = label_columns(table)
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -642,7 +646,7 @@ def render(table: Table, fmt: str = "github") -> str:
             writer.writerow(out)
         return buffer.getvalue().rstrip("\n")
     pm = _LATEX_PLACEHOLDER if fmt == "latex" else PM
-    rows = [[_text(cell, pm) for cell in row] for row in body]
+    rows = [[format_cell(cell, pm) for cell in row] for row in body]
     text = tabulate(
         rows,
         headers=header,
@@ -681,6 +685,18 @@ def unpublished_datasets(df: pd.DataFrame, reference: pd.DataFrame) -> list[str]
     return sorted(_datasets(df) - _datasets(reference))
 
 
+def reference_note(df: pd.DataFrame, reference: pd.DataFrame) -> str | None:
+    """The statement that the papers publish nothing for some datasets of a result table
+    (all of them, on the mini world); None when they publish numbers for every one."""
+    missing = unpublished_datasets(df, reference)
+    if not missing:
+        return None
+    return (
+        f"The papers publish no numbers for the datasets {', '.join(missing)}: "
+        "their results are shown without published numbers."
+    )
+
+
 def _reference_notes(
     layout: Layout, published: Published, cells: pd.DataFrame, reference: pd.DataFrame
 ) -> list[str]:
@@ -691,7 +707,13 @@ def _reference_notes(
             return [f"The papers publish no numbers for {', '.join(missing)}."]
         return ["No published number matches this table's methods, datasets, backbone and shots."]
     notes = ["Published: " + "; ".join(f"{paper} table {name}" for paper, name in sources) + "."]
-    if layout.protocol == "base_to_new":
+    compared_average_h = any(
+        isinstance(spec, MeanHarmonic)
+        and _published(published, layout.protocol, row.method, spec) in published.values
+        for row in layout.rows
+        for spec in row.specs
+    )
+    if compared_average_h:
         notes.append(
             "Average H here is the mean of the per-dataset H, as both papers compute it "
             "(the plain leaderboard shows H of the averaged base and new)."
@@ -780,17 +802,9 @@ def leaderboard(
         return ""
     blocks: list[str] = []
     if reference is not None:
-        missing = unpublished_datasets(
-            df if protocol is None else df[df["protocol"] == protocol], reference
-        )
-        if missing:
-            blocks.append(
-                _note(
-                    fmt,
-                    f"The papers publish no numbers for the datasets {', '.join(missing)}: "
-                    "their results are shown without published numbers.",
-                )
-            )
+        note = reference_note(df if protocol is None else df[df["protocol"] == protocol], reference)
+        if note:
+            blocks.append(_note(fmt, note))
     for section in found:
         text = f"{_heading(fmt, section.heading)}\n\n{render(section.table, fmt)}"
         if section.notes:

@@ -11,7 +11,7 @@ import pytest
 
 from benchmark.leaderboard import Stat, leaderboard, sections
 from benchmark.reference import AVERAGED_OVER, load
-from tests.test_leaderboard import frame, seeded
+from tests.test_leaderboard import EXTENSIONS, check_golden, frame, seeded
 
 TITLES = {"oxford_pets": "OxfordPets", "dtd": "DTD", "imagenet": "ImageNet"}
 
@@ -158,3 +158,58 @@ def test_cli_reference(tmp_path: Path, capsys) -> None:
     assert ["OxfordPets", "gcscoop · paper", "95.43", "97.97", "96.68"] in cells_of(out)
     assert main(["leaderboard", "--results", str(tmp_path), "--reference", "nope.csv"]) == 3
     assert "nope.csv: no such file" in capsys.readouterr().err
+
+
+def golden_reference_df() -> pd.DataFrame:
+    """Base-to-new on OxfordPets and DTD, plus: CoCoOp with base but no new split on
+    OxfordPets, and GCSCoOp's DTD new accuracy missing seed 3."""
+    rows = [
+        r
+        for r in base_to_new_rows()
+        if (r["method"], r["dataset"], r["split"], r["seed"]) != ("gcscoop", "dtd", "new", 3)
+    ]
+    rows += seeded(
+        (92.0, 93.0, 94.0),
+        method="cocoop",
+        protocol="base_to_new",
+        dataset="oxford_pets",
+        split="base",
+    )
+    return frame(rows)
+
+
+@pytest.mark.parametrize("fmt", ["github", "latex", "csv"])
+def test_golden_reference(published: pd.DataFrame, fmt: str) -> None:
+    text = leaderboard(golden_reference_df(), fmt=fmt, titles=TITLES, reference=published)
+    check_golden(f"reference.{EXTENSIONS[fmt]}", text)
+    if fmt == "github":
+        lines = cells_of(text)
+        # a missing split or seed: empty measured cell and Δ, never a partial mean
+        assert ["OxfordPets", "cocoop", "93.0 ± 0.8", "", ""] in lines
+        assert ["OxfordPets", "cocoop · Δ", "-0.5", "", ""] in lines
+        assert ["DTD", "gcscoop", "78.3 ± 0.4", "", ""] in lines
+        assert ["DTD", "gcscoop · Δ", "-2.0", "", ""] in lines
+
+
+def test_base_to_new_average_as_the_papers_compute_it(published: pd.DataFrame) -> None:
+    """Measured = GCSCoOp's printed per-dataset CoOp numbers on all 11 datasets: the
+    comparison's Average (base, new, and H as the mean of per-dataset H) matches the printed
+    AVG row to its rounding."""
+    printed = published[
+        (published["paper"] == "gcscoop")
+        & (published["table"] == "1")
+        & (published["method"] == "coop")
+        & (published["dataset"] != "average")
+        & (published["split"] != "hm")
+    ]
+    rows = []
+    for dataset, split, value in zip(
+        printed["dataset"], printed["split"], printed["value"], strict=True
+    ):
+        rows += seeded((value,) * 3, protocol="base_to_new", dataset=dataset, split=split)
+    [section] = sections(frame(rows), reference=published)
+    table = {tuple(r[:2]): r[2:] for r in section.table[1:]}
+    assert [p.mean for p in table["Average", "coop · paper"]] == [82.68, 64.15, 71.40]
+    for delta in table["Average", "coop · Δ"]:
+        assert abs(delta.mean) <= 0.01
+    assert section.notes[-1].startswith("Average H here is the mean of the per-dataset H")
