@@ -551,6 +551,8 @@ def _published(published: Published, protocol: str, method: str, spec: Spec) -> 
             return (method, spec.base.dataset, spec.base.eval_dataset, "hm")
         return None  # the papers' average H is a mean of H (MeanHarmonic), not H of means
     keys = spec.keys if isinstance(spec, Mean) else tuple(b for b, _ in spec.pairs)
+    if not keys:
+        return None
     split = keys[0].split if isinstance(spec, Mean) else "hm"
     sources = {k.dataset for k in keys}
     if len(sources) == 1 and any(k.eval_dataset != k.dataset for k in keys):

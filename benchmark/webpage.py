@@ -20,9 +20,11 @@ from benchmark.leaderboard import Section, Stat, Table, format_cell, label_colum
 __all__ = ["page"]
 
 STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 80em; color: #222; }
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 100em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 0.5em; }
-th, td { padding: 0.2em 0.6em; border-bottom: 1px solid #ddd; text-align: right; }
+th, td { padding: 0.2em 0.6em; border-bottom: 1px solid #ddd; text-align: right;
+         white-space: nowrap; }
+div.scroll { overflow-x: auto; }
 th { cursor: pointer; background: #f4f4f4; user-select: none; }
 th[aria-sort="ascending"]::after { content: " \\25B2"; }
 th[aria-sort="descending"]::after { content: " \\25BC"; }
@@ -100,7 +102,8 @@ def _table(table: Table) -> str:
         else:
             groups.append([line])
     bodies = "".join(f"<tbody>{''.join(g)}</tbody>" for g in groups)
-    return f'<table class="sortable"><thead><tr>{heads}</tr></thead>{bodies}</table>'
+    table_html = f'<table class="sortable"><thead><tr>{heads}</tr></thead>{bodies}</table>'
+    return f'<div class="scroll">{table_html}</div>'
 
 
 def page(
