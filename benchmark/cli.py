@@ -24,6 +24,7 @@ EPILOG_RUN = """examples:
   python -m benchmark run --data-root ~/data --datasets oxford_pets,dtd --seeds 1,2,3 \\
       --backbone ViT-B-16 --pretrained openai --device cuda
   python -m benchmark run --methods coop --set coop.epochs=10 --set coop.n_ctx=4
+  python -m benchmark run --dataset pets=~/pets --dataset "birds=~/birds/split.json:a bird, {}."
 """
 
 
@@ -93,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=_csv,
         help="comma-separated (default: the mini world, or "
         "every standard dataset when --data-root is given)",
+    )
+    run.add_argument(
+        "--dataset",
+        dest="user_datasets",
+        action="append",
+        default=[],
+        metavar="NAME=PATH[:TEMPLATE]",
+        help="your own dataset, repeatable: an ImageFolder folder (train/<class>/, "
+        "test/<class>/, optional val/<class>/) or a CoOp split file SPLIT.json[:IMAGEDIR]; "
+        "TEMPLATE is its zero-shot prompt with {} for the class name (default: 'a photo of "
+        "a {}.'); the first is the source of cross-dataset runs, the others its targets; "
+        "without --datasets, only these datasets run",
     )
     run.add_argument("--shots", type=_positive_ints, help="e.g. 1,2,4,8,16 (default: per protocol)")
     run.add_argument("--seeds", type=_ints, help="default: 1 on the mini world, else 1,2,3")
@@ -175,7 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _registry(args):
     from benchmark.registry import build_registry
 
-    return build_registry(autoload=False if args.no_plugin_autoload else None)
+    extra = []
+    if getattr(args, "user_datasets", None):
+        from benchmark.datasets.imagefolder import UserDatasets, parse_dataset_options
+
+        extra.append(UserDatasets(parse_dataset_options(args.user_datasets)))
+    return build_registry(autoload=False if args.no_plugin_autoload else None, extra_plugins=extra)
 
 
 def cmd_list(args) -> int:
@@ -220,6 +238,10 @@ def resolve_request(args, registry):
 
     if args.datasets:
         datasets = registry.datasets.select(args.datasets)
+    elif args.user_datasets:
+        from benchmark.datasets.imagefolder import WORLD as USER_WORLD
+
+        datasets = [n for n in registry.datasets if registry.datasets.get(n).world == USER_WORLD]
     else:
         world = STANDARD_WORLD if args.data_root else MINI_WORLD
         datasets = [n for n in registry.datasets if registry.datasets.get(n).world == world]
