@@ -58,7 +58,9 @@ def _positive_ints(text: str) -> list[int]:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit code 2, no usage dump
-        raise UserError(f"{self.prog}: {message}", EXIT_USAGE)
+        # argparse quotes some arguments raw ("unrecognized arguments: a<newline>b")
+        one_line = message.replace("\r", "\\r").replace("\n", "\\n")
+        raise UserError(f"{self.prog}: {one_line}", EXIT_USAGE)
 
 
 def build_parser() -> argparse.ArgumentParser:
