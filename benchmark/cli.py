@@ -232,6 +232,19 @@ def _worlds(registry, names: Sequence[str]) -> set[str]:
     return {registry.datasets.get(n).world for n in names}
 
 
+def _select_methods(registry, patterns: Sequence[str]) -> list[str]:
+    """Method names matching the patterns; ``name:preset`` selects a preset (checked when
+    the method's config is built)."""
+    from benchmark.runner import split_variant
+
+    chosen: list[str] = []
+    for pattern in patterns:
+        base, variant = split_variant(pattern)
+        names = registry.methods.select([base])
+        chosen.extend(n if variant is None else f"{n}:{variant}" for n in names)
+    return list(dict.fromkeys(chosen))
+
+
 def resolve_request(args, registry):
     """Fill the defaults of ``run``: the mini world unless real data is asked for."""
     from benchmark.backbone import BackboneSpec
@@ -275,7 +288,7 @@ def resolve_request(args, registry):
     if args.data_root is not None and not args.data_root.is_dir():
         raise UserError(f"--data-root {args.data_root}: no such folder", 3)
     return RunRequest(
-        methods=registry.methods.select(args.methods or ["*"]),
+        methods=_select_methods(registry, args.methods or ["*"]),
         protocols=registry.protocols.select(args.protocols or ["*"]),
         datasets=datasets,
         seeds=args.seeds or ([1] if mini else [1, 2, 3]),
@@ -297,6 +310,12 @@ def cmd_run(args) -> int:
     registry = _registry(args)
     request = resolve_request(args, registry)
     summary = Runner(registry, request, progress=lambda m: print(m, file=sys.stderr)).run()
+    if not summary.planned:
+        raise UserError(
+            f"nothing to run: protocols {', '.join(request.protocols)} train on none of the "
+            f"datasets {', '.join(request.datasets)} (cross-dataset and domain generalisation "
+            "train on the source dataset of the selected datasets' world)"
+        )
     print(
         f"{summary.succeeded} runs done, {summary.skipped} skipped (already in "
         f"{request.results}), {len(summary.failed)} failed; {summary.rows} rows written",
