@@ -122,3 +122,12 @@ def test_bad_dataset_options_get_one_line(tmp_path, capsys, option, code, messag
     assert run_cli(tmp_path, "--dataset", option.format(tree=tree)) == code
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_named_preset_is_selected_on_the_command_line(tmp_path, capsys):
+    shapes = write_imagefolder(tmp_path / "shapes", SHAPES[:3], per_split=(1, 0, 1))
+    argv = ["--dataset", f"shapes={shapes}", "--protocols", "few_shot", "--shots", "1"]
+    assert run_cli(tmp_path, *argv, "--methods", "zeroshot:ensemble", "--seeds", "1") == 0
+    table = pd.read_parquet(tmp_path / "results" / "runs")
+    assert table.method.unique().tolist() == ["zeroshot:ensemble"]
+    assert json.loads(table.config.iloc[0]) == {"ensemble": True}
