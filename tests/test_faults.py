@@ -48,6 +48,10 @@ SCRIPT = textwrap.dedent(
     registry = build_registry(autoload=False, extra_plugins=[ToyDatasets(Path({data!r}))])
     request = toy_request(BackboneSpec("vlprompt-test-tiny", None, Path({ckpt!r})),
                           Path({out!r}), methods=["zeroshot", "coop"])
+    if mode == "together":  # start the matrix at the same moment as another runner
+        print("ready", flush=True)
+        while not (Path({out!r}) / "go").exists():
+            time.sleep(0.02)
     summary = Runner(registry, request, progress=lambda m: None).run()
     print("done", summary.succeeded, summary.skipped, flush=True)
     """
@@ -116,11 +120,15 @@ def test_killed_during_a_results_write_then_resumed(tmp_path, toy_root, tiny_che
 
 def test_two_runners_on_one_results_directory(tmp_path, toy_root, tiny_checkpoint):
     script = _script(tmp_path, toy_root, tiny_checkpoint)
-    first, second = _start(script, "normal"), _start(script, "normal")
+    first, second = _start(script, "together"), _start(script, "together")
+    for process in (first, second):  # both have imported everything and built the registry
+        assert process.stdout.readline().strip() == "ready"
+    (tmp_path / "go").touch()
     outputs = [p.communicate(timeout=300)[0] for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0
-    succeeded = sum(int(out.split()[-2]) for out in outputs)
-    assert succeeded == 4  # every cell ran exactly once between the two
+    counts = [tuple(map(int, out.split()[-2:])) for out in outputs]
+    assert all(succeeded + skipped == 4 for succeeded, skipped in counts)
+    assert sum(succeeded for succeeded, _ in counts) == 4  # every cell ran exactly once
     _each_cell_once(tmp_path)
 
 
