@@ -102,12 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="user_datasets",
         action="append",
         default=[],
-        metavar="NAME=PATH[:TEMPLATE]",
+        metavar="NAME[@SOURCE]=PATH[:TEMPLATE]",
         help="your own dataset, repeatable: an ImageFolder folder (train/<class>/, "
         "test/<class>/, optional val/<class>/) or a CoOp split file SPLIT.json[:IMAGEDIR]; "
         "TEMPLATE is its zero-shot prompt with {} for the class name (default: 'a photo of "
         "a {}.'); the first is the source of cross-dataset runs, the others its targets; "
-        "without --datasets, only these datasets run",
+        "NAME@SOURCE is a domain-shifted version of SOURCE; without --datasets, only these "
+        "datasets run",
     )
     run.add_argument("--shots", type=_positive_ints, help="e.g. 1,2,4,8,16 (default: per protocol)")
     run.add_argument("--seeds", type=_ints, help="default: 1 on the mini world, else 1,2,3")

@@ -9,7 +9,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.datasets.imagefolder import parse_dataset_option, parse_dataset_options
-from benchmark.errors import DataError
+from benchmark.errors import DataError, UserError
 from benchmark.miniworld.model import CHECKPOINT, MODEL_NAME
 from tests.conftest import write_imagefolder
 
@@ -53,12 +53,15 @@ def write_coop_split(root):
 def test_every_protocol_runs_on_user_datasets(tmp_path, capsys):
     shapes = write_imagefolder(tmp_path / "shapes", SHAPES, per_split=(2, 1, 2))
     signs = write_coop_split(tmp_path / "signs")
+    drawn = write_imagefolder(tmp_path / "drawn", SHAPES[1:4], per_split=(0, 0, 1), seed=5)
     code = run_cli(
         tmp_path,
         "--dataset",
         f"shapes={shapes}",
         "--dataset",
         f"signs={signs}:a road sign, {{}}.",
+        "--dataset",
+        f"drawn@shapes={drawn}",
         "--methods",
         "zeroshot,coop",
         "--shots",
@@ -84,6 +87,7 @@ def test_every_protocol_runs_on_user_datasets(tmp_path, capsys):
             (method, "cross_dataset", "shapes", "shapes"),
             (method, "cross_dataset", "shapes", "signs"),
             (method, "domain_generalization", "shapes", "shapes"),
+            (method, "domain_generalization", "shapes", "drawn"),  # drawn@shapes: a shift
         } == {c for c in cells if c[0] == method}
     b2n = accuracy[(accuracy.protocol == "base_to_new") & (accuracy.dataset == "shapes")]
     assert set(b2n.split) == {"base", "new", "hm"}
@@ -104,6 +108,10 @@ def test_template_suffix_and_roles(tmp_path):
     assert spec.template == "itap of a {}."
     first, second = parse_dataset_options([f"a={tree}", f"b={split}"])
     assert (first.role, second.role) == ("source", "target")
+    shift, first, second = parse_dataset_options([f"s@b={tree}", f"a={tree}", f"b={split}"])
+    assert (shift.role, shift.source, first.role, second.role) == ("shift", "b", "source", "target")
+    with pytest.raises(UserError, match="unknown source dataset 'c'"):
+        parse_dataset_options([f"s@c={tree}", f"a={tree}"])
     with pytest.raises(DataError, match="expected NAME=PATH"):
         parse_dataset_option("x=:a photo of a {}.")
 

@@ -19,13 +19,14 @@ see :func:`parse_dataset_option`. :class:`UserDatasets` registers them as a plug
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
 
 from benchmark.datasets.spec import DataContext, DatasetSpec, Sample, Splits
 from benchmark.datasets.splitfile import read_split_file
-from benchmark.errors import DataError
+from benchmark.errors import DataError, unknown_name
 from benchmark.hookspecs import hookimpl
 
 WORLD = "user"
@@ -160,10 +161,15 @@ def parse_dataset_option(
     A path ending in ``.json`` is a CoOp split file (images relative to its folder, or to
     ``IMAGEDIR``); anything else is an ImageFolder directory. Paths must exist. A last
     ``:``-separated part that contains ``{}`` is the zero-shot template (it replaces
-    ``template``; it cannot itself contain ``:``).
+    ``template``; it cannot itself contain ``:``). ``NAME@SOURCE=...`` is a domain-shifted
+    version of the dataset ``SOURCE`` (role ``shift``).
     """
     name, sep, value = text.partition("=")
-    name, value = name.strip(), value.strip()
+    name, at, source = name.strip().partition("@")
+    name, source, value = name.strip(), source.strip(), value.strip()
+    if at:
+        _check_name(source)
+        role = "shift"
     head, colon, tail = value.rpartition(":")
     if colon and "{}" in tail:
         value, template = head.strip(), tail.strip()
@@ -186,29 +192,34 @@ def parse_dataset_option(
                 f"dataset {name!r}: {folder} is not a directory (expected an ImageFolder "
                 f"directory with {IMAGEFOLDER_LAYOUT}, or a .json split file)"
             )
-        return imagefolder_spec(name, folder, template=template, role=role)
+        return imagefolder_spec(name, folder, template, role, source or None)
     if not split_file.is_file():
         raise DataError(f"dataset {name!r}: split file not found: {split_file}")
     if image_dir is not None and not image_dir.is_dir():
         raise DataError(f"dataset {name!r}: image folder not found: {image_dir}")
-    return splitfile_spec(name, split_file, image_dir, template=template, role=role)
+    return splitfile_spec(name, split_file, image_dir, template, role, source or None)
 
 
 def parse_dataset_options(texts: list[str], template: str = DEFAULT_TEMPLATE) -> list[DatasetSpec]:
     """Parse several ``NAME=PATH`` options; a name given twice is an error.
 
-    The first dataset is the source of its world (cross-dataset and domain generalisation
-    train on it), the others are targets (cross-dataset evaluates on them).
+    The first dataset that is not a shift (``NAME@SOURCE``) is the source of its world
+    (cross-dataset and domain generalisation train on it), the others are targets
+    (cross-dataset evaluates on them). A shift names one of the other datasets as source.
     """
-    specs = [
-        parse_dataset_option(t, template=template, role="target" if i else "source")
-        for i, t in enumerate(texts)
-    ]
+    specs = [parse_dataset_option(t, template=template) for t in texts]
     seen: set[str] = set()
     for spec in specs:
         if spec.name in seen:
             raise DataError(f"dataset {spec.name!r} is given twice")
         seen.add(spec.name)
+    unshifted = [spec.name for spec in specs if spec.role != "shift"]
+    for spec in specs:
+        if spec.source is not None and spec.source not in unshifted:
+            raise unknown_name("source dataset", spec.source, unshifted)
+    if unshifted:
+        at = next(i for i, spec in enumerate(specs) if spec.role != "shift")
+        specs[at] = dataclasses.replace(specs[at], role="source")
     return specs
 
 
