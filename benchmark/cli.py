@@ -25,6 +25,7 @@ EPILOG_RUN = """examples:
   python -m benchmark run --data-root ~/data --datasets oxford_pets,dtd --seeds 1,2,3 \\
       --backbone ViT-B-16 --pretrained openai --device cuda
   python -m benchmark run --methods coop --set coop.epochs=10 --set coop.n_ctx=4
+  python -m benchmark run --dataset pets=~/pets --dataset "birds=~/birds/split.json:a bird, {}."
 """
 
 EPILOG_LEADERBOARD = """examples:
@@ -66,7 +67,9 @@ def _positive_ints(text: str) -> list[int]:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit code 2, no usage dump
-        raise UserError(f"{self.prog}: {message}", EXIT_USAGE)
+        # argparse quotes some arguments raw ("unrecognized arguments: a<newline>b")
+        one_line = message.replace("\r", "\\r").replace("\n", "\\n")
+        raise UserError(f"{self.prog}: {one_line}", EXIT_USAGE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=_csv,
         help="comma-separated (default: the mini world, or "
         "every standard dataset when --data-root is given)",
+    )
+    run.add_argument(
+        "--dataset",
+        dest="user_datasets",
+        action="append",
+        default=[],
+        metavar="NAME[@SOURCE]=PATH[:TEMPLATE]",
+        help="your own dataset, repeatable: an ImageFolder folder (train/<class>/, "
+        "test/<class>/, optional val/<class>/) or a CoOp split file SPLIT.json[:IMAGEDIR]; "
+        "TEMPLATE is its zero-shot prompt with {} for the class name (default: 'a photo of "
+        "a {}.'); the first is the source of cross-dataset runs, the others its targets; "
+        "NAME@SOURCE is a domain-shifted version of SOURCE; without --datasets, only these "
+        "datasets run",
     )
     run.add_argument("--shots", type=_positive_ints, help="e.g. 1,2,4,8,16 (default: per protocol)")
     run.add_argument("--seeds", type=_ints, help="default: 1 on the mini world, else 1,2,3")
@@ -212,7 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _registry(args):
     from benchmark.registry import build_registry
 
-    return build_registry(autoload=False if args.no_plugin_autoload else None)
+    extra = []
+    if getattr(args, "user_datasets", None):
+        from benchmark.datasets.imagefolder import UserDatasets, parse_dataset_options
+
+        extra.append(UserDatasets(parse_dataset_options(args.user_datasets)))
+    return build_registry(autoload=False if args.no_plugin_autoload else None, extra_plugins=extra)
 
 
 def cmd_list(args) -> int:
@@ -249,6 +270,19 @@ def _worlds(registry, names: Sequence[str]) -> set[str]:
     return {registry.datasets.get(n).world for n in names}
 
 
+def _select_methods(registry, patterns: Sequence[str]) -> list[str]:
+    """Method names matching the patterns; ``name:preset`` selects a preset (checked when
+    the method's config is built)."""
+    from benchmark.runner import split_variant
+
+    chosen: list[str] = []
+    for pattern in patterns:
+        base, variant = split_variant(pattern)
+        names = registry.methods.select([base])
+        chosen.extend(n if variant is None else f"{n}:{variant}" for n in names)
+    return list(dict.fromkeys(chosen))
+
+
 def resolve_request(args, registry):
     """Fill the defaults of ``run``: the mini world unless real data is asked for."""
     from benchmark.backbone import BackboneSpec
@@ -257,6 +291,10 @@ def resolve_request(args, registry):
 
     if args.datasets:
         datasets = registry.datasets.select(args.datasets)
+    elif args.user_datasets:
+        from benchmark.datasets.imagefolder import WORLD as USER_WORLD
+
+        datasets = [n for n in registry.datasets if registry.datasets.get(n).world == USER_WORLD]
     else:
         world = STANDARD_WORLD if args.data_root else MINI_WORLD
         datasets = [n for n in registry.datasets if registry.datasets.get(n).world == world]
@@ -288,7 +326,7 @@ def resolve_request(args, registry):
     if args.data_root is not None and not args.data_root.is_dir():
         raise UserError(f"--data-root {args.data_root}: no such folder", 3)
     return RunRequest(
-        methods=registry.methods.select(args.methods or ["*"]),
+        methods=_select_methods(registry, args.methods or ["*"]),
         protocols=registry.protocols.select(args.protocols or ["*"]),
         datasets=datasets,
         seeds=args.seeds or ([1] if mini else [1, 2, 3]),
@@ -310,6 +348,12 @@ def cmd_run(args) -> int:
     registry = _registry(args)
     request = resolve_request(args, registry)
     summary = Runner(registry, request, progress=lambda m: print(m, file=sys.stderr)).run()
+    if not summary.planned:
+        raise UserError(
+            f"nothing to run: protocols {', '.join(request.protocols)} train on none of the "
+            f"datasets {', '.join(request.datasets)} (cross-dataset and domain generalisation "
+            "train on the source dataset of the selected datasets' world)"
+        )
     print(
         f"{summary.succeeded} runs done, {summary.skipped} skipped (already in "
         f"{request.results}), {len(summary.failed)} failed; {summary.rows} rows written",
