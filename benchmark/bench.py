@@ -282,9 +282,7 @@ def run_bench(
                     ours, flops = our_step(method, config, engine, runs, repeat)
                 progress(f"{name}, {k} classes, batch {batch}: reference-design step")
                 with _PeakMemory(backbone.device) as reference_peak:
-                    step, _ = reference_step(
-                        reference, backbone.model, name, names, batch, N_CTX
-                    )
+                    step, _ = reference_step(reference, backbone.model, name, names, batch, N_CTX)
                     reference_ms = 1000 * _timed(step, backbone.device, repeat)
                     del step
                 tflops = flops / (ours * seeds / 1000) / 1e12
