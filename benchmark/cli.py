@@ -152,7 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--backbone", default="ViT-B-16", help="open_clip model (default ViT-B-16)")
     bench.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     bench.add_argument(
-        "--methods", type=_csv, default=["coop", "cocoop", "prograd", "kgcoop", "gcscoop"]
+        "--methods",
+        type=_csv,
+        default=["coop", "cocoop", "prograd", "kgcoop", "gcscoop"],
+        help="comma-separated (default: coop,cocoop,prograd,kgcoop,gcscoop; also scoop)",
     )
     bench.add_argument(
         "--classes",
@@ -169,7 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--images", type=_positive_int, default=256, help="JPEG files for extraction"
     )
-    bench.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    bench.add_argument(
+        "--workers",
+        type=int,
+        default=min(8, os.cpu_count() or 1),
+        help="data-loader workers of the extraction (default: min(8, CPU cores))",
+    )
     bench.add_argument(
         "--repeat",
         type=_positive_int,
@@ -407,6 +415,8 @@ def _measure(args) -> dict:
             f"--methods: no reference-design step for {', '.join(unknown)}; "
             f"valid: {', '.join(sorted(IMAGE_PASSES))}"
         )
+    if args.workers < 0:
+        raise UserError(f"--workers {args.workers}: expected 0 or more")
     cuda = device.startswith("cuda")
     if args.threads is not None:
         import torch

@@ -87,6 +87,7 @@ def test_bad_bench_options_get_one_line(tmp_path, capsys) -> None:
     assert "valid: cocoop, coop, gcscoop, kgcoop, prograd, scoop" in capsys.readouterr().err
     assert main(["bench", "--from-json", str(tmp_path / "missing.json")]) == 3
     assert main(["bench", "--repeat", "0"]) == 2
+    assert main(["bench", "--workers", "-1"]) == 2
 
 
 def test_bench_config_uses_batch_32_and_16_context_tokens() -> None:
