@@ -43,6 +43,7 @@ from benchmark.datasets.spec import Sample
 from benchmark.engine import Engine
 from benchmark.features import FeatureCache, image_key
 from benchmark.method import Setting
+from benchmark.prompting.trainer import steps_per_epoch
 from benchmark.protocol import Classes, TrainData
 from benchmark.reference_step import IMAGE_PASSES, image_pass, reference_dtype, reference_step
 from benchmark.registry import build_registry
@@ -169,7 +170,8 @@ def text_flops(train: Callable[[int], object], text: torch.nn.Module, steps: int
 
 
 def _module_flops(counter: FlopCounterMode, module: torch.nn.Module) -> float:
-    """FLOPs counted inside ``module`` (forward, and backward through it)."""
+    """FLOPs counted inside ``module`` (forward, and backward through it), found by its class
+    name among the counter's modules; all FLOPs counted when the counter does not list it."""
     name = type(module).__name__
     counts = counter.get_flop_counts()
     key = next((k for k in counts if k.split(".")[-1] == name), None)
@@ -180,15 +182,15 @@ def _module_flops(counter: FlopCounterMode, module: torch.nn.Module) -> float:
 
 def our_step(method, config, engine: Engine, runs: Sequence[TrainData], repeat: int):
     """(ms per run-step, FLOPs of the text transformer per batched step) of ``method.train``."""
-    steps_per_epoch = len(runs[0].samples) // config.batch_size
+    steps = steps_per_epoch(len(runs[0].samples), config.batch_size)
 
     def train(epochs: int) -> None:
         method.train(runs, dataclasses.replace(config, epochs=epochs), engine)
 
-    flops = text_flops(train, engine.tower.tower.transformer, steps_per_epoch)  # and warm-up
+    flops = text_flops(train, engine.tower.tower.transformer, steps)  # and warm-up
     short = _timed(lambda: train(1), engine.device, 1, warmup=0)
     long = _timed(lambda: train(1 + repeat), engine.device, 1, warmup=0)
-    ms = 1000 * (long - short) / (repeat * steps_per_epoch * len(runs))
+    ms = 1000 * (long - short) / (repeat * steps * len(runs))
     return ms, flops
 
 
