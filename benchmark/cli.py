@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmark.errors import EXIT_CELLS_FAILED, EXIT_OK, EXIT_USAGE, UserError
+from benchmark.errors import EXIT_CELLS_FAILED, EXIT_DATA, EXIT_OK, EXIT_USAGE, UserError
 
 DEFAULT_RESULTS = Path("results")
 REFERENCE_BUILTIN = Path("<built-in>")
@@ -56,6 +56,16 @@ def _ints(text: str) -> list[int]:
     if not values:
         raise argparse.ArgumentTypeError("expected at least one integer")
     return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _positive_ints(text: str) -> list[int]:
@@ -195,17 +205,44 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--backbone", default="ViT-B-16", help="open_clip model (default ViT-B-16)")
     bench.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     bench.add_argument(
-        "--methods", type=_csv, default=["coop", "cocoop", "prograd", "kgcoop", "gcscoop"]
+        "--methods",
+        type=_csv,
+        default=["coop", "cocoop", "prograd", "kgcoop", "gcscoop"],
+        help="comma-separated (default: coop,cocoop,prograd,kgcoop,gcscoop; also scoop)",
     )
     bench.add_argument(
         "--classes",
         type=_positive_ints,
         help="class counts (default: 10,100,1000 on CUDA, 10,100 on the CPU)",
     )
-    bench.add_argument("--seeds-batched", type=int, default=8, help="runs batched in our step")
-    bench.add_argument("--images", type=int, default=256, help="JPEG files for extraction")
-    bench.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
-    bench.add_argument("--repeat", type=int, default=3, help="timed steps/epochs per figure")
+    bench.add_argument(
+        "--seeds-batched",
+        type=_positive_int,
+        default=3,
+        help="runs batched in our step (default 3: the papers' seeds, which the runner "
+        "trains together)",
+    )
+    bench.add_argument(
+        "--images", type=_positive_int, default=256, help="JPEG files for extraction"
+    )
+    bench.add_argument(
+        "--workers",
+        type=int,
+        default=min(8, os.cpu_count() or 1),
+        help="data-loader workers of the extraction (default: min(8, CPU cores))",
+    )
+    bench.add_argument(
+        "--repeat",
+        type=_positive_int,
+        help="timed reference steps, and extra epochs of ours, per figure (default: 3 on the "
+        "CPU, 20 on CUDA)",
+    )
+    bench.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="CPU threads for torch (default: torch's choice; 1 times more steadily on a "
+        "shared machine)",
+    )
     bench.add_argument(
         "--quick",
         action="store_true",
@@ -213,6 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
         "that the bench runs, not a measurement",
     )
     bench.add_argument("--json", type=Path, help="also write the report as JSON")
+    bench.add_argument(
+        "--estimate",
+        action="store_true",
+        help="also estimate the device hours of the papers' few-shot and base-to-new "
+        "matrices, ours against the reference design",
+    )
+    bench.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="FILE",
+        help="measure nothing: read a report written by --json (e.g. on a GPU) and print it "
+        "(with --estimate, its estimate)",
+    )
 
     datasets = sub.add_parser("datasets", help="inspect datasets")
     dsub = datasets.add_subparsers(dest="datasets_command", required=True, parser_class=_Parser)
@@ -283,6 +333,17 @@ def _select_methods(registry, patterns: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
+def _device(asked: str | None) -> str:
+    """The ``--device`` asked for (checked), else cuda when available, else cpu."""
+    if asked is None:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if asked not in ("cpu", "cuda") and not asked.startswith("cuda:"):
+        raise UserError(f"--device {asked!r}: valid devices are cpu, cuda, cuda:N")
+    return asked
+
+
 def resolve_request(args, registry):
     """Fill the defaults of ``run``: the mini world unless real data is asked for."""
     from benchmark.backbone import BackboneSpec
@@ -315,14 +376,7 @@ def resolve_request(args, registry):
         from benchmark.miniworld.model import CHECKPOINT, MODEL_NAME
 
         backbone = BackboneSpec(MODEL_NAME, None, CHECKPOINT)
-    if args.device:
-        device = args.device
-    else:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise UserError(f"--device {device!r}: valid devices are cpu, cuda, cuda:N")
+    device = _device(args.device)
     if args.data_root is not None and not args.data_root.is_dir():
         raise UserError(f"--data-root {args.data_root}: no such folder", 3)
     return RunRequest(
@@ -487,11 +541,79 @@ def cmd_datasets(args) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args) -> int:
+    import json
+
+    from benchmark import bench, estimate
+
+    if args.from_json is not None:
+        try:
+            report = json.loads(args.from_json.read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(
+                f"--from-json {args.from_json}: not a readable bench report ({exc})", EXIT_DATA
+            ) from None
+    else:
+        report = _measure(args)
+    print(bench.render(report))
+    if args.estimate:
+        report["estimate"] = estimate.estimate(report, _registry(args))
+        print()
+        print(estimate.render(report["estimate"]))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    return EXIT_OK
+
+
+def _measure(args) -> dict:
+    """Run the bench as the options ask; the report."""
+    from benchmark.backbone import BackboneSpec
+    from benchmark.bench import run_bench
+    from benchmark.reference_step import IMAGE_PASSES
+
+    device = _device(args.device)
+    unknown = [m for m in args.methods if m not in IMAGE_PASSES]
+    if unknown:
+        raise UserError(
+            f"--methods: no reference-design step for {', '.join(unknown)}; "
+            f"valid: {', '.join(sorted(IMAGE_PASSES))}"
+        )
+    if args.workers < 0:
+        raise UserError(f"--workers {args.workers}: expected 0 or more")
+    cuda = device.startswith("cuda")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        from benchmark.miniworld.model import CHECKPOINT, MODEL_NAME
+
+        spec = BackboneSpec(MODEL_NAME, None, CHECKPOINT)
+        classes, repeat, images, workers = args.classes or [10, 100], 1, 16, 0
+    else:
+        spec = BackboneSpec(args.backbone)
+        classes = args.classes or ([10, 100, 1000] if cuda else [10, 100])
+        repeat = args.repeat or (20 if cuda else 3)
+        images, workers = args.images, args.workers
+    return run_bench(
+        spec,
+        device,
+        args.methods,
+        classes,
+        args.seeds_batched,
+        images,
+        workers,
+        repeat,
+        progress=lambda m: print(m, file=sys.stderr),
+    )
+
+
 COMMANDS = {
     "list": cmd_list,
     "run": cmd_run,
     "leaderboard": cmd_leaderboard,
     "datasets": cmd_datasets,
+    "bench": cmd_bench,
 }
 
 

@@ -152,6 +152,18 @@ class FeatureCache:
         )
         return out.to(self.backbone.device)
 
+    def hold(
+        self,
+        samples: Sequence[Sample],
+        view: int,
+        features: torch.Tensor,
+        augmentation: Augmentation = REFERENCE_AUGMENTATION,
+    ) -> None:
+        """Hold given features (N, D) of the samples' ``view`` in memory, as if encoded: for
+        synthetic benchmarks. Nothing is written to disk."""
+        index = self._load(self._slot(view, augmentation))
+        index.update(zip((image_key(s.path) for s in samples), features, strict=True))
+
     def ensure(
         self,
         samples: Sequence[Sample],

@@ -62,12 +62,17 @@ class Batch:
 StepLosses = Callable[[Sequence[torch.Tensor], Batch], Losses]
 
 
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Batches per epoch of ``n`` samples: the last partial one is dropped when n >= batch."""
+    return n // batch_size if n >= batch_size else 1
+
+
 def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """A random sampler's batches; the last partial one dropped when n >= batch_size."""
+    """A random sampler's batches (:func:`steps_per_epoch` of them)."""
     order = torch.randperm(n, generator=generator)
     if n < batch_size:
         return [order]
-    return list(order[: n - n % batch_size].split(batch_size))
+    return list(order[: steps_per_epoch(n, batch_size) * batch_size].split(batch_size))
 
 
 def fit(
