@@ -5,8 +5,8 @@ safetensors shards (no pickle, nothing executes on load); the transform id names
 transform, or the training augmentation of the dataset. Each shard's metadata repeats the
 backbone fingerprint, transform id and view and lists its images' keys; an image's key is
 its absolute path with its size and modification time, so an edited or replaced image is
-encoded again. A shard that is truncated or whose metadata does not match is deleted and
-its images are encoded again; it is never used.
+encoded again. A shard that is truncated, whose feature bytes do not match their checksum, or
+whose metadata does not match is deleted and its images are encoded again; it is never used.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ def image_key(path: str) -> str:
     except OSError as exc:
         raise DataError(f"image not found: {path}") from exc
     return f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _checksum(features: torch.Tensor) -> str:
+    """Digest of the feature bytes: a shard damaged in place (same size) is detected."""
+    return hashlib.blake2b(features.contiguous().numpy().tobytes(), digest_size=16).hexdigest()
 
 
 def _view_name(view: int) -> str:
@@ -115,8 +120,10 @@ class FeatureCache:
                 tensors = load_file(str(shard))
                 keys = json.loads(meta.get("keys", "[]"))
                 features = tensors["features"]
-                valid = all(meta.get(k) == v for k, v in expected.items()) and len(keys) == len(
-                    features
+                valid = (
+                    all(meta.get(k) == v for k, v in expected.items())
+                    and len(keys) == len(features)
+                    and meta.get("checksum") == _checksum(features)
                 )
             except (SafetensorError, OSError, KeyError, ValueError, json.JSONDecodeError):
                 valid = False
@@ -228,7 +235,7 @@ class FeatureCache:
         folder = self.folder / slot[0] / _view_name(slot[1])
         folder.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
-        meta = dict(self._meta(slot), keys=json.dumps(keys))
+        meta = dict(self._meta(slot), keys=json.dumps(keys), checksum=_checksum(features))
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".shard-", suffix=".tmp")
         os.close(fd)
         try:

@@ -106,3 +106,15 @@ def test_edited_image_is_encoded_again(tiny_engine, toy_root, tmp_path):
     shutil.copy(_samples(toy_root)[3].path, copy)  # same path, other content
     after = FeatureCache(tmp_path / "c", tiny_engine.backbone).features(sample)
     assert not torch.allclose(before, after)
+
+
+def test_shard_damaged_in_place_is_rebuilt(tiny_engine, toy_root, tmp_path):
+    samples = _samples(toy_root)
+    cache = FeatureCache(tmp_path / "c", tiny_engine.backbone)
+    expected = cache.features(samples)
+    (shard,) = cache.view_folder(TEST_VIEW).glob("*.safetensors")
+    data = bytearray(shard.read_bytes())
+    data[-8:] = b"\xff" * 8  # same size, last feature's bytes overwritten
+    shard.write_bytes(bytes(data))
+    rebuilt = FeatureCache(tmp_path / "c", tiny_engine.backbone).features(samples)
+    torch.testing.assert_close(rebuilt, expected)
