@@ -26,10 +26,12 @@ from benchmark.hookspecs import hookimpl
 
 WORLD = "mini"
 SOURCE = "mini_shapes"
-#: Training views of the mini world. Its 32-pixel images hold one centred object (or a few):
-#: the reference's crops down to 8% of the area would mostly cut it away, so crops keep at
-#: least half the image. Left and right are labels in ``mini_positions``: no flip there.
-AUGMENTATION = Augmentation(crop_scale=(0.5, 1.0))
+#: Training views of the mini world. Its 32-pixel images hold a shape whose outline is the
+#: class: the reference's crops down to 8% of the area cut it away (a crop of half the image
+#: already drops CoOp's training views from 82% to 52% zero-shot accuracy on mini_shapes), so
+#: crops keep at least 90% of the image. Left and right are labels in ``mini_positions``:
+#: no flip there.
+AUGMENTATION = Augmentation(crop_scale=(0.9, 1.0))
 NO_FLIP = {"mini_positions"}
 
 #: name -> (role, split-file name, zero-shot template, title). The templates are CoOp-like
