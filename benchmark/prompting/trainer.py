@@ -49,6 +49,11 @@ class Optimisation:
             squared_cosine=getattr(config, "squared_cosine", False),
         )
 
+    @property
+    def views(self) -> range:
+        """The cached training views the loop reads: view ``e`` in epoch ``e``."""
+        return range(self.epochs)
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -96,7 +101,7 @@ def fit(
     labels = torch.tensor([[s.label for s in run.samples] for run in runs], device=device)
     generators = [torch.Generator().manual_seed(run.seed) for run in runs]
     samples = [s for run in runs for s in run.samples]
-    engine.features.ensure(samples, range(opt.epochs))  # one extraction pass for all epochs
+    engine.features.ensure(samples, opt.views)  # one extraction pass for all epochs
     totals: dict[str, torch.Tensor] = {}
     steps = 0
     for epoch in tqdm(range(opt.epochs), desc="training", unit="epoch", leave=False):
