@@ -90,7 +90,7 @@ def _execute(job: _Job, group: list[Cell], *extracted: str) -> Outcome:
 
 class RayExecutor:
     """Runs groups as Ray tasks; ``address`` is an existing cluster (``auto``,
-    ``host:port`` or ``ray://host:port``), ``None`` starts a local Ray instance.
+    ``host:port`` or ``ray://host:port``), ``None`` starts a local Ray instance for the run.
 
     When Ray is already initialised in this process (a notebook that called ``ray.init``),
     that connection is used and left open.
@@ -106,7 +106,8 @@ class RayExecutor:
             return False
         try:
             self.ray.init(
-                address=self.address,
+                # "local" starts a new instance even where a cluster runs on this machine.
+                address=self.address or "local",
                 include_dashboard=False if self.address is None else None,
                 log_to_driver=False,
                 logging_level=logging.WARNING,

@@ -4,7 +4,13 @@ and writes one result file per run.
 A cell is (method, protocol, dataset, shots, seed); its run id is the hash of its fully
 resolved configuration. Cells that differ only by seed form a group and train in one call
 of the method. A group that raises is recorded as failed, one row per run with the error,
-and the other groups go on; the next run retries failed cells.
+and the other groups go on; the next run retries failed cells (``retries`` retries them in
+the same run).
+
+Where the groups run is an executor's choice: one after the other in this process
+(:class:`LocalExecutor`), or as Ray tasks (:mod:`benchmark.ray_executor`). Planning, claims
+(:class:`WorkQueue`), training with evaluation (:meth:`Runner.execute`) and writing the
+results are the runner's, whichever executor runs the groups.
 """
 
 from __future__ import annotations

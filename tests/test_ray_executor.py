@@ -32,6 +32,7 @@ def ray_instance():
     """One local Ray instance for the module (starting one takes seconds); its workers know
     the tiny test model, as the driver does."""
     ray.init(
+        address="local",  # a new instance, even where a Ray cluster runs on this machine
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
