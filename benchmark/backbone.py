@@ -152,8 +152,11 @@ def _load_checkpoint(model: nn.Module, path: Path) -> None:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"{path} is not a readable weights file ({exc})", EXIT_ENVIRONMENT) from exc
+    except Exception as exc:  # torch's unpickling errors span many lines: keep the first
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(
+            f"{path} is not a readable weights file ({reason})", EXIT_ENVIRONMENT
+        ) from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state:

@@ -1,20 +1,29 @@
 """``python -m benchmark bench``: training-step throughput, ours against the reference design.
 
-Side by side, in one process, on the same open_clip model:
+Side by side, in one process, on the same open_clip model (random weights: nothing is
+downloaded), for each method and class count K:
 
-(a) a reference-design step: the whole model in fp16 on CUDA (fp32 on the CPU, which has no
-    fast fp16), the image encoder run on every step's batch of pixels, the text encoder run
-    over all 77 token positions, one run at a time, with the passes the reference method
-    makes per step (ProGrad: a second image pass for the zero-shot teacher and a second
-    backward; GCSCoOp: two forward/backward passes);
-(b) our step: the method's own ``train`` on cached features, with the EOT cut, ``seeds`` runs
-    batched, bf16 autocast on CUDA; timed as the difference between two training lengths,
-    so set-up and feature extraction are not counted; reported per run-step;
+(a) the reference design's step (:mod:`benchmark.reference_step`): fp16 CLIP on CUDA, the
+    image encoder on every step, 77-token text passes, one run at a time;
+(b) our step: the method's own ``train`` on cached features, with the EOT cut, ``seeds``
+    runs batched, bf16 autocast on CUDA. It is timed as the difference between two training
+    lengths, so set-up and feature extraction are not counted, and reported per run-step
+    (one step of one run: the batched call's time divided by the runs in it);
+
+and once per backbone:
+
 (c) feature extraction from JPEG files to cached features (images/s, with the workers used);
-(d) the text encoder's achieved TFLOP/s in our step (forward and input-gradient backward,
-    counted from the layer shapes).
+(d) the text encoder's achieved TFLOP/s in our step: the FLOPs torch's FLOP counter counts
+    in the text transformer during training steps (forward and every backward the method
+    makes), over the step's time; on CUDA also as a share of the GPU's bf16 matrix-multiply
+    throughput, measured in-process with a large bf16 matmul.
 
-Random weights are fine for timing; nothing is downloaded.
+Every row uses batch 32 and 16 context tokens: a method whose reference preset has a
+smaller batch keeps it (CoCoOp: 1; its text pass grows with the batch, so 32 would not fit
+in memory at K = 1000), and a method whose preset starts from a 4-token phrase starts from
+16 random context tokens instead (cost depends on the context length, not its values). The
+reference's image-encoder pass is also timed alone at each preset batch, for the estimate
+(:mod:`benchmark.estimate`).
 """
 
 from __future__ import annotations
@@ -27,37 +36,43 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from benchmark.backbone import Backbone, BackboneSpec
 from benchmark.datasets.spec import Sample
 from benchmark.engine import Engine
-from benchmark.features import FeatureCache, image_key
+from benchmark.features import FeatureCache
+from benchmark.method import Setting
+from benchmark.prompting.trainer import steps_per_epoch
 from benchmark.protocol import Classes, TrainData
+from benchmark.reference_step import IMAGE_PASSES, image_pass, reference_dtype, reference_step
 from benchmark.registry import build_registry
 
 BATCH = 32
 N_CTX = 16
-#: Per reference-design step: (image-encoder passes, text forward/backward passes).
-REFERENCE_PASSES = {
-    "coop": (1, 1),
-    "kgcoop": (1, 1),
-    "prograd": (2, 2),
-    "gcscoop": (2, 2),
-    "scoop": (2, 2),
-    "cocoop": (1, 1),
-}
+DEFAULT_METHODS = ("coop", "cocoop", "prograd", "kgcoop", "gcscoop")
+MATMUL_SIZE = 8192
+#: Side of the JPEG files of the extraction benchmark (about an ImageNet image).
+JPEG_SIZE = (500, 375)
 
 
 @dataclass
 class Row:
+    """One method at one class count; times in ms, ours per run-step; ``text_gflop``: the
+    text transformer's work in one batched step of ours (all runs)."""
+
     method: str
     classes: int
-    reference_ms: float | None
+    batch: int
+    reference_ms: float
     ours_ms: float
-    speedup: float | None
+    speedup: float
+    image_passes: int
+    text_gflop: float
     text_tflops: float
-    peak_memory_gib: float | None
+    text_peak_share: float | None
+    reference_peak_gib: float | None
+    ours_peak_gib: float | None
 
 
 def _sync(device: torch.device) -> None:
@@ -66,6 +81,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _timed(fn: Callable[[], object], device: torch.device, repeat: int, warmup: int = 1) -> float:
+    """Mean seconds of ``fn`` over ``repeat`` calls after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
     _sync(device)
@@ -76,167 +92,101 @@ def _timed(fn: Callable[[], object], device: torch.device, repeat: int, warmup: 
     return (time.perf_counter() - start) / repeat
 
 
+class _PeakMemory:
+    """Peak CUDA memory (GiB) allocated inside the block; None on the CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.gib = device, None
+
+    def __enter__(self) -> _PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.gib = torch.cuda.max_memory_allocated(self.device) / 2**30
+
+
 def classnames(k: int) -> tuple[str, ...]:
-    colours = (
-        "red",
-        "green",
-        "blue",
-        "yellow",
-        "black",
-        "white",
-        "purple",
-        "orange",
-        "pink",
-        "brown",
-        "grey",
-        "golden",
-        "silver",
-        "striped",
-        "spotted",
-        "wooden",
-        "glass",
-        "metal",
-        "paper",
-        "plastic",
-    )
-    things = (
-        "cat",
-        "dog",
-        "car",
-        "bird",
-        "house",
-        "tree",
-        "flower",
-        "boat",
-        "chair",
-        "lamp",
-        "truck",
-        "horse",
-        "apple",
-        "clock",
-        "guitar",
-        "bottle",
-        "shoe",
-        "kite",
-        "bridge",
-        "train",
-        "robot",
-        "castle",
-        "piano",
-        "rocket",
-        "violin",
-    )
-    names = [f"{c} {t}" for t in things for c in colours]
+    """``k`` distinct two-word class names ("red cat", ...), numbered beyond 500."""
+    colours = "red green blue yellow black white purple orange pink brown grey golden silver"
+    colours += " striped spotted wooden glass metal paper plastic"
+    things = "cat dog car bird house tree flower boat chair lamp truck horse apple clock guitar"
+    things += " bottle shoe kite bridge train robot castle piano rocket violin"
+    names = [f"{c} {t}" for t in things.split() for c in colours.split()]
     return tuple(
         names[i % len(names)] + (f" {i // len(names)}" if i >= len(names) else "") for i in range(k)
     )
 
 
-# -- (a) the reference design ------------------------------------------------------------------
-
-
-def reference_step(backbone: Backbone, k: int, image_passes: int, text_passes: int):
-    """A CoOp-family step as the reference code makes it: returns the step function."""
-    model, device = backbone.model, backbone.device
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    ref = model.to(dtype) if dtype != torch.float32 else model
-    tower = backbone.text
-    tokens = backbone.tokenize([" ".join(["X"] * N_CTX) + f" {n}." for n in classnames(k)])
-    with torch.no_grad():
-        embedded = tower.token_embedding(tokens).to(dtype)
-    prefix, suffix = embedded[:, :1], embedded[:, 1 + N_CTX :]
-    eot = tokens.argmax(-1)
-    ctx = (torch.randn(N_CTX, embedded.shape[-1], device=device) * 0.02).to(dtype)
-    ctx.requires_grad_(True)
-    optimiser = torch.optim.SGD([ctx], lr=0.002, momentum=0.9, weight_decay=5e-4)
-    size = backbone.image_size
-    pixels = torch.randn(BATCH, 3, size, size, device=device, dtype=dtype)
-    labels = torch.randint(0, k, (BATCH,), device=device)
-    scale = backbone.logit_scale
-
-    def text_features() -> torch.Tensor:
-        x = torch.cat([prefix, ctx.expand(k, -1, -1), suffix], dim=1)
-        x = x + tower.positional_embedding.to(dtype)
-        x = tower.transformer(x, attn_mask=tower.attn_mask.to(dtype))
-        x = tower.ln_final(x)[torch.arange(k, device=device), eot] @ tower.text_projection
-        return F.normalize(x, dim=-1)
-
-    def step() -> None:
-        optimiser.zero_grad()
-        for _ in range(image_passes):
-            with torch.no_grad():
-                image = F.normalize(ref.encode_image(pixels), dim=-1)
-        for _ in range(text_passes):
-            loss = F.cross_entropy(scale * image @ text_features().T, labels)
-            loss.backward()
-        optimiser.step()
-
-    return step
-
-
 # -- (b) our step ----------------------------------------------------------------------------
 
 
-def synthetic_runs(engine: Engine, k: int, seeds: Sequence[int], folder: Path, epochs: int):
-    """Training data of ``k`` classes whose features are already in the cache (random)."""
-    n = 2 * BATCH
+def bench_config(method, backbone: str, batch: int = BATCH):
+    """The method's few-shot reference preset with the bench's batch and context length."""
+    config = method.config(Setting("few_shot", "bench", 16, backbone, "reference"))
+    changes: dict[str, object] = {"batch_size": min(batch, config.batch_size)}
+    if config.n_ctx != N_CTX:
+        changes.update(n_ctx=N_CTX, ctx_init="")
+    return dataclasses.replace(config, **changes)
+
+
+def synthetic_runs(
+    engine: Engine, names: tuple[str, ...], seeds: int, batch: int, folder: Path, views: int
+) -> list[TrainData]:
+    """``seeds`` runs of two batches each whose features are already cached (random)."""
     folder.mkdir(parents=True, exist_ok=True)
-    names = classnames(k)
     generator = torch.Generator().manual_seed(0)
     runs = []
-    for seed in seeds:
+    for seed in range(1, seeds + 1):
         samples = []
-        for i in range(n):
+        for i in range(2 * batch):
             path = folder / f"s{seed}-{i}.jpg"
             path.touch()
-            samples.append(
-                Sample(str(path), int(torch.randint(0, k, (1,), generator=generator)), "")
-            )
-        runs.append(
-            TrainData(
-                "bench", 16, seed, tuple(samples), (), Classes("bench", names, "a photo of a {}.")
-            )
-        )
-    dim = engine.backbone.embed_dim
-    for view in range(epochs):
-        index = engine.features._load_view(view)
-        for run in runs:
-            for sample in run.samples:
-                index[image_key(sample.path)] = torch.randn(dim, generator=generator)
+            label = int(torch.randint(0, len(names), (1,), generator=generator))
+            samples.append(Sample(str(path), label, names[label]))
+        classes = Classes("bench", names, "a photo of a {}.")
+        runs.append(TrainData("bench", 16, seed, tuple(samples), (), classes))
+    samples = [sample for run in runs for sample in run.samples]
+    for view in range(views):
+        features = torch.randn(len(samples), engine.backbone.embed_dim, generator=generator)
+        engine.features.hold(samples, view, features)
     return runs
 
 
-def our_step_ms(method, config, engine: Engine, runs, short: int, long: int) -> float:
-    """Per run-step milliseconds of ``method.train``: (T(long) - T(short)) / extra steps."""
-    steps_per_epoch = len(runs[0].samples) // config.batch_size
+def step_flops(train: Callable[[int], object], steps: int) -> float:
+    """FLOPs per step of ``train(epochs)``: counted over 2 epochs minus 1 epoch, so that set-up
+    (anchor features, prompt embeddings) cancels out. Nearly all of them are the text
+    encoder's; the rest are the logits and loss of the batch."""
 
-    def train(epochs: int) -> float:
-        cfg = dataclasses.replace(config, epochs=epochs)
-        _sync(engine.device)
-        start = time.perf_counter()
-        method.train(runs, cfg, engine)
-        _sync(engine.device)
-        return time.perf_counter() - start
+    def count(epochs: int) -> float:
+        with FlopCounterMode(display=False) as counter:
+            train(epochs)
+        return float(counter.get_total_flops())
 
-    train(short)  # warm-up
-    extra = train(long) - train(short)
-    return 1000 * extra / ((long - short) * steps_per_epoch * len(runs))
+    return (count(2) - count(1)) / steps
 
 
-def text_encoder_flops(backbone: Backbone, prompts: int, length: int) -> float:
-    """FLOPs of one forward and one input-gradient backward of the text transformer."""
-    tower = backbone.text
-    width = tower.token_embedding.weight.shape[1]
-    layers = len(tower.transformer.resblocks)
-    mlp = tower.transformer.resblocks[0].mlp.c_fc.out_features
-    per_token = layers * (2 * (4 * width * width + 2 * width * mlp) + 4 * length * width)
-    return 2 * prompts * length * per_token  # backward w.r.t. inputs costs about a forward
+def our_step(method, config, engine: Engine, runs: Sequence[TrainData], repeat: int):
+    """(ms per run-step, FLOPs of the text transformer per batched step) of ``method.train``."""
+    steps = steps_per_epoch(len(runs[0].samples), config.batch_size)
+
+    def train(epochs: int) -> None:
+        method.train(runs, dataclasses.replace(config, epochs=epochs), engine)
+
+    flops = step_flops(train, steps)  # and warm-up
+    short = _timed(lambda: train(1), engine.device, 1, warmup=0)
+    long = _timed(lambda: train(1 + repeat), engine.device, 1, warmup=0)
+    ms = 1000 * (long - short) / (repeat * steps * len(runs))
+    return ms, flops
 
 
 # -- (c) feature extraction ------------------------------------------------------------------
 
 
 def extraction_throughput(backbone: Backbone, n_images: int, workers: int) -> float:
+    """Images/s from JPEG files to cached features (test view), ``workers`` loader workers."""
     from PIL import Image
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -244,7 +194,8 @@ def extraction_throughput(backbone: Backbone, n_images: int, workers: int) -> fl
         generator = torch.Generator().manual_seed(0)
         samples = []
         for i in range(n_images):
-            pixels = torch.randint(0, 255, (256, 320, 3), generator=generator, dtype=torch.uint8)
+            shape = (JPEG_SIZE[1], JPEG_SIZE[0], 3)
+            pixels = torch.randint(0, 255, shape, generator=generator, dtype=torch.uint8)
             path = folder / f"{i}.jpg"
             Image.fromarray(pixels.numpy()).save(path, quality=90)
             samples.append(Sample(str(path), 0, ""))
@@ -254,6 +205,17 @@ def extraction_throughput(backbone: Backbone, n_images: int, workers: int) -> fl
         cache.features(samples)
         _sync(backbone.device)
         return n_images / (time.perf_counter() - start)
+
+
+# -- (d) the GPU's matmul throughput ---------------------------------------------------------
+
+
+def matmul_peak_tflops(device: torch.device, size: int = MATMUL_SIZE) -> float:
+    """Measured bf16 matrix-multiply TFLOP/s of a CUDA device (a size x size x size matmul)."""
+    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    seconds = _timed(lambda: a @ b, device, repeat=20, warmup=3)
+    return 2 * size**3 / seconds / 1e12
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -270,85 +232,104 @@ def run_bench(
     repeat: int,
     progress: Callable[[str], None] = print,
 ) -> dict:
-    backbone = Backbone(backbone_spec, device)
+    """Measure (a)-(d); returns the report (see :func:`render`)."""
     registry = build_registry(autoload=False)
+    unknown = [m for m in methods if m not in IMAGE_PASSES]
+    if unknown:
+        raise ValueError(f"no reference-design step for {unknown}; valid: {sorted(IMAGE_PASSES)}")
+    backbone = Backbone(backbone_spec, device)
+    cuda = backbone.device.type == "cuda"
+    if reference_dtype(backbone.device) == torch.float32:
+        reference = backbone  # the CPU: the reference runs in fp32 too, on the same model
+    else:
+        reference = Backbone(backbone_spec, device)
+        reference.model.to(reference_dtype(backbone.device))
     report: dict = {
         "backbone": backbone_spec.name,
-        "device": torch.cuda.get_device_name() if backbone.device.type == "cuda" else "cpu",
+        "weights": backbone_spec.weights,
+        "device": torch.cuda.get_device_name(backbone.device) if cuda else "cpu",
+        "cpu_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "seeds_batched": seeds,
-        "batch": BATCH,
+        "context_tokens": N_CTX,
+        "repeat": repeat,
+        "matmul_bf16_tflops": matmul_peak_tflops(backbone.device) if cuda else None,
         "rows": [],
     }
+    loaded = {name: registry.methods.get(name).load() for name in methods}
+    configs = {name: bench_config(m, backbone_spec.name) for name, m in loaded.items()}
     with tempfile.TemporaryDirectory() as tmp:
         engine = Engine(backbone, FeatureCache(Path(tmp) / "cache", backbone))
         for k in class_counts:
-            runs = synthetic_runs(engine, k, range(1, seeds + 1), Path(tmp) / f"k{k}", 4)
-            for name in methods:
-                method = registry.methods.get(name).load()
-                base = method.config(_setting())
-                config = dataclasses.replace(base, batch_size=BATCH)
-                if backbone.device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats()
-                progress(f"{name}, {k} classes: our step")
-                ours = our_step_ms(method, config, engine, runs, 2, 2 + repeat)
-                peak = (
-                    torch.cuda.max_memory_allocated() / 2**30
-                    if backbone.device.type == "cuda"
-                    else None
-                )
-                length = int(
-                    engine.tower.tokens(
-                        [" ".join(["X"] * N_CTX) + f" {n}." for n in classnames(k)]
-                    )[0].shape[1]
-                )
-                flops = text_encoder_flops(backbone, k * seeds, length)
+            names = classnames(k)
+            for name, method in loaded.items():
+                config = configs[name]
+                batch = config.batch_size
+                folder = Path(tmp) / f"k{k}-b{batch}"
+                runs = synthetic_runs(engine, names, seeds, batch, folder, 1 + repeat)
+                progress(f"{name}, {k} classes, batch {batch}: our step ({seeds} runs batched)")
+                with _PeakMemory(backbone.device) as ours_peak:
+                    ours, flops = our_step(method, config, engine, runs, repeat)
+                progress(f"{name}, {k} classes, batch {batch}: reference-design step")
+                with _PeakMemory(backbone.device) as reference_peak:
+                    step, _ = reference_step(reference, backbone.model, name, names, batch, N_CTX)
+                    reference_ms = 1000 * _timed(step, backbone.device, repeat)
+                    del step
                 tflops = flops / (ours * seeds / 1000) / 1e12
-                reference = None
-                if name in REFERENCE_PASSES:
-                    progress(f"{name}, {k} classes: reference-design step")
-                    fresh = Backbone(backbone_spec, device)
-                    step = reference_step(fresh, k, *REFERENCE_PASSES[name])
-                    reference = 1000 * _timed(step, fresh.device, repeat)
-                    del fresh, step
+                peak = report["matmul_bf16_tflops"]
                 report["rows"].append(
                     dataclasses.asdict(
                         Row(
                             name,
                             k,
-                            reference,
+                            batch,
+                            reference_ms,
                             ours,
-                            reference / ours if reference else None,
+                            reference_ms / ours,
+                            IMAGE_PASSES[name],
+                            flops / 1e9,
                             tflops,
-                            peak,
+                            tflops / peak if peak else None,
+                            reference_peak.gib,
+                            ours_peak.gib,
                         )
                     )
                 )
+    batches = sorted({BATCH, *(_preset_batch(m, backbone_spec.name) for m in loaded.values())})
+    report["reference_image_ms"] = {}
+    for batch in batches:
+        progress(f"reference image-encoder pass, batch {batch}")
+        seconds = _timed(image_pass(reference, batch), backbone.device, repeat)
+        report["reference_image_ms"][str(batch)] = 1000 * seconds
     progress(f"feature extraction: {images} JPEG images, {workers} workers")
     report["extraction_images_per_s"] = extraction_throughput(backbone, images, workers)
     report["extraction_workers"] = workers
     return report
 
 
-def _setting():
-    """The few-shot reference preset, the setting of the papers' step timings."""
-    from benchmark.method import Setting
-
-    return Setting("few_shot", "bench", 16, "", "reference")
+def _preset_batch(method, backbone: str) -> int:
+    return method.config(Setting("few_shot", "bench", 16, backbone, "reference")).batch_size
 
 
 def render(report: dict) -> str:
+    """The report as a GitHub table and a few lines of text."""
     from tabulate import tabulate
+
+    def number(value: float | None, digits: int = 2) -> str:
+        return "" if value is None else f"{value:.{digits}f}"
 
     rows = [
         (
             r["method"],
             r["classes"],
-            _ms(r["reference_ms"]),
-            _ms(r["ours_ms"]),
-            f"{r['speedup']:.1f}x" if r["speedup"] else "",
-            f"{r['text_tflops']:.3f}",
-            f"{r['peak_memory_gib']:.2f}" if r["peak_memory_gib"] is not None else "",
+            r["batch"],
+            number(r["reference_ms"]),
+            number(r["ours_ms"]),
+            f"{r['speedup']:.1f}x",
+            number(r["text_tflops"], 3),
+            "" if r["text_peak_share"] is None else f"{100 * r['text_peak_share']:.1f}%",
+            number(r["reference_peak_gib"]),
+            number(r["ours_peak_gib"]),
         )
         for r in report["rows"]
     ]
@@ -357,21 +338,32 @@ def render(report: dict) -> str:
         headers=(
             "method",
             "classes",
+            "batch",
             "reference ms/step",
             "ours ms/run-step",
             "speed-up",
             "text TFLOP/s",
-            "peak GiB",
+            "of bf16 peak",
+            "reference peak GiB",
+            "ours peak GiB",
         ),
         tablefmt="github",
     )
-    return (
-        f"{report['backbone']} on {report['device']} (torch {report['torch']}), batch "
-        f"{report['batch']}, {report['seeds_batched']} seeds batched\n\n{table}\n\n"
-        f"feature extraction: {report['extraction_images_per_s']:.1f} images/s with "
-        f"{report['extraction_workers']} workers"
-    )
-
-
-def _ms(value: float | None) -> str:
-    return f"{value:.2f}" if value is not None else ""
+    images = ", ".join(f"batch {b}: {ms:.1f} ms" for b, ms in report["reference_image_ms"].items())
+    peak = report["matmul_bf16_tflops"]
+    lines = [
+        f"{report['backbone']} ({report['weights']} weights) on {report['device']} "
+        f"({report['cpu_threads']} CPU threads, torch {report['torch']}); "
+        f"{report['context_tokens']} context tokens; ours: {report['seeds_batched']} runs "
+        f"batched per call",
+        "",
+        table,
+        "",
+        f"reference image-encoder pass: {images}",
+        f"feature extraction (JPEG to cached features): "
+        f"{report['extraction_images_per_s']:.1f} images/s with "
+        f"{report['extraction_workers']} loader workers",
+    ]
+    if peak:
+        lines.append(f"measured bf16 matmul throughput: {peak:.0f} TFLOP/s")
+    return "\n".join(lines)

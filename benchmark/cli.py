@@ -11,9 +11,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmark.errors import EXIT_CELLS_FAILED, EXIT_OK, EXIT_USAGE, UserError
+from benchmark.errors import EXIT_CELLS_FAILED, EXIT_DATA, EXIT_OK, EXIT_USAGE, UserError
 
 DEFAULT_RESULTS = Path("results")
+REFERENCE_BUILTIN = Path("<built-in>")
 MINI_WORLD = "mini"
 STANDARD_WORLD = "standard"
 STANDARD_BACKBONE = ("ViT-B-16", "openai")
@@ -24,6 +25,15 @@ EPILOG_RUN = """examples:
   python -m benchmark run --data-root ~/data --datasets oxford_pets,dtd --seeds 1,2,3 \\
       --backbone ViT-B-16 --pretrained openai --device cuda
   python -m benchmark run --methods coop --set coop.epochs=10 --set coop.n_ctx=4
+  python -m benchmark run --dataset pets=~/pets --dataset "birds=~/birds/split.json:a bird, {}."
+"""
+
+EPILOG_LEADERBOARD = """examples:
+  python -m benchmark leaderboard --results results/mini
+  python -m benchmark leaderboard --reference                # the papers' numbers and Δ
+  python -m benchmark leaderboard --plot plots --html leaderboard.html
+  python -m benchmark leaderboard --results results/mini --reference \\
+      --write results/LEADERBOARD.md                         # or --check: fail if stale
 """
 
 
@@ -48,6 +58,16 @@ def _ints(text: str) -> list[int]:
     return values
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _positive_ints(text: str) -> list[int]:
     values = _ints(text)
     if any(v < 1 for v in values):
@@ -63,7 +83,9 @@ def _count(text: str) -> int:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit code 2, no usage dump
-        raise UserError(f"{self.prog}: {message}", EXIT_USAGE)
+        # argparse quotes some arguments raw ("unrecognized arguments: a<newline>b")
+        one_line = message.replace("\r", "\\r").replace("\n", "\\n")
+        raise UserError(f"{self.prog}: {one_line}", EXIT_USAGE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,6 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=_csv,
         help="comma-separated (default: the mini world, or "
         "every standard dataset when --data-root is given)",
+    )
+    run.add_argument(
+        "--dataset",
+        dest="user_datasets",
+        action="append",
+        default=[],
+        metavar="NAME[@SOURCE]=PATH[:TEMPLATE]",
+        help="your own dataset, repeatable: an ImageFolder folder (train/<class>/, "
+        "test/<class>/, optional val/<class>/) or a CoOp split file SPLIT.json[:IMAGEDIR]; "
+        "TEMPLATE is its zero-shot prompt with {} for the class name (default: 'a photo of "
+        "a {}.'); the first is the source of cross-dataset runs, the others its targets; "
+        "NAME@SOURCE is a domain-shifted version of SOURCE; without --datasets, only these "
+        "datasets run",
     )
     run.add_argument("--shots", type=_positive_ints, help="e.g. 1,2,4,8,16 (default: per protocol)")
     run.add_argument("--seeds", type=_ints, help="default: 1 on the mini world, else 1,2,3")
@@ -152,10 +187,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard")
 
-    board = sub.add_parser("leaderboard", help="tables of mean ± std over seeds")
+    board = sub.add_parser(
+        "leaderboard",
+        help="tables of mean ± std over seeds",
+        epilog=EPILOG_LEADERBOARD,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     board.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     board.add_argument("--protocol", help="only this protocol")
     board.add_argument("--format", default="github", choices=["github", "latex", "csv"])
+    board.add_argument(
+        "--reference",
+        nargs="?",
+        type=Path,
+        const=REFERENCE_BUILTIN,
+        metavar="FILE",
+        help="show the papers' published numbers and measured − published under each method "
+        "(default file: results/reference/published.csv)",
+    )
+    board.add_argument("--plot", type=Path, metavar="DIR", help="also write the plots as PNG")
+    board.add_argument(
+        "--html", type=Path, metavar="FILE", help="also write a self-contained HTML page"
+    )
+    written = board.add_mutually_exclusive_group()
+    written.add_argument(
+        "--write", type=Path, metavar="FILE", help="write the leaderboard to FILE, not stdout"
+    )
+    written.add_argument(
+        "--check",
+        type=Path,
+        metavar="FILE",
+        help="exit 1 if FILE differs from what --write FILE would write (a stale leaderboard)",
+    )
 
     bench = sub.add_parser(
         "bench",
@@ -167,17 +230,44 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--backbone", default="ViT-B-16", help="open_clip model (default ViT-B-16)")
     bench.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     bench.add_argument(
-        "--methods", type=_csv, default=["coop", "cocoop", "prograd", "kgcoop", "gcscoop"]
+        "--methods",
+        type=_csv,
+        default=["coop", "cocoop", "prograd", "kgcoop", "gcscoop"],
+        help="comma-separated (default: coop,cocoop,prograd,kgcoop,gcscoop; also scoop)",
     )
     bench.add_argument(
         "--classes",
         type=_positive_ints,
         help="class counts (default: 10,100,1000 on CUDA, 10,100 on the CPU)",
     )
-    bench.add_argument("--seeds-batched", type=int, default=8, help="runs batched in our step")
-    bench.add_argument("--images", type=int, default=256, help="JPEG files for extraction")
-    bench.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
-    bench.add_argument("--repeat", type=int, default=3, help="timed steps/epochs per figure")
+    bench.add_argument(
+        "--seeds-batched",
+        type=_positive_int,
+        default=3,
+        help="runs batched in our step (default 3: the papers' seeds, which the runner "
+        "trains together)",
+    )
+    bench.add_argument(
+        "--images", type=_positive_int, default=256, help="JPEG files for extraction"
+    )
+    bench.add_argument(
+        "--workers",
+        type=int,
+        default=min(8, os.cpu_count() or 1),
+        help="data-loader workers of the extraction (default: min(8, CPU cores))",
+    )
+    bench.add_argument(
+        "--repeat",
+        type=_positive_int,
+        help="timed reference steps, and extra epochs of ours, per figure (default: 3 on the "
+        "CPU, 20 on CUDA)",
+    )
+    bench.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="CPU threads for torch (default: torch's choice; 1 times more steadily on a "
+        "shared machine)",
+    )
     bench.add_argument(
         "--quick",
         action="store_true",
@@ -185,6 +275,19 @@ def build_parser() -> argparse.ArgumentParser:
         "that the bench runs, not a measurement",
     )
     bench.add_argument("--json", type=Path, help="also write the report as JSON")
+    bench.add_argument(
+        "--estimate",
+        action="store_true",
+        help="also estimate the device hours of the papers' few-shot and base-to-new "
+        "matrices, ours against the reference design",
+    )
+    bench.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="FILE",
+        help="measure nothing: read a report written by --json (e.g. on a GPU) and print it "
+        "(with --estimate, its estimate)",
+    )
 
     datasets = sub.add_parser("datasets", help="inspect datasets")
     dsub = datasets.add_subparsers(dest="datasets_command", required=True, parser_class=_Parser)
@@ -200,7 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _registry(args):
     from benchmark.registry import build_registry
 
-    return build_registry(autoload=False if args.no_plugin_autoload else None)
+    extra = []
+    if getattr(args, "user_datasets", None):
+        from benchmark.datasets.imagefolder import UserDatasets, parse_dataset_options
+
+        extra.append(UserDatasets(parse_dataset_options(args.user_datasets)))
+    return build_registry(autoload=False if args.no_plugin_autoload else None, extra_plugins=extra)
 
 
 def cmd_list(args) -> int:
@@ -237,6 +345,30 @@ def _worlds(registry, names: Sequence[str]) -> set[str]:
     return {registry.datasets.get(n).world for n in names}
 
 
+def _select_methods(registry, patterns: Sequence[str]) -> list[str]:
+    """Method names matching the patterns; ``name:preset`` selects a preset (checked when
+    the method's config is built)."""
+    from benchmark.runner import split_variant
+
+    chosen: list[str] = []
+    for pattern in patterns:
+        base, variant = split_variant(pattern)
+        names = registry.methods.select([base])
+        chosen.extend(n if variant is None else f"{n}:{variant}" for n in names)
+    return list(dict.fromkeys(chosen))
+
+
+def _device(asked: str | None) -> str:
+    """The ``--device`` asked for (checked), else cuda when available, else cpu."""
+    if asked is None:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if asked not in ("cpu", "cuda") and not asked.startswith("cuda:"):
+        raise UserError(f"--device {asked!r}: valid devices are cpu, cuda, cuda:N")
+    return asked
+
+
 def resolve_request(args, registry):
     """Fill the defaults of ``run``: the mini world unless real data is asked for."""
     from benchmark.backbone import BackboneSpec
@@ -245,6 +377,10 @@ def resolve_request(args, registry):
 
     if args.datasets:
         datasets = registry.datasets.select(args.datasets)
+    elif args.user_datasets:
+        from benchmark.datasets.imagefolder import WORLD as USER_WORLD
+
+        datasets = [n for n in registry.datasets if registry.datasets.get(n).world == USER_WORLD]
     else:
         world = STANDARD_WORLD if args.data_root else MINI_WORLD
         datasets = [n for n in registry.datasets if registry.datasets.get(n).world == world]
@@ -265,18 +401,11 @@ def resolve_request(args, registry):
         from benchmark.miniworld.model import CHECKPOINT, MODEL_NAME
 
         backbone = BackboneSpec(MODEL_NAME, None, CHECKPOINT)
-    if args.device:
-        device = args.device
-    else:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise UserError(f"--device {device!r}: valid devices are cpu, cuda, cuda:N")
+    device = _device(args.device)
     if args.data_root is not None and not args.data_root.is_dir():
         raise UserError(f"--data-root {args.data_root}: no such folder", 3)
     return RunRequest(
-        methods=registry.methods.select(args.methods or ["*"]),
+        methods=_select_methods(registry, args.methods or ["*"]),
         protocols=registry.protocols.select(args.protocols or ["*"]),
         datasets=datasets,
         seeds=args.seeds or ([1] if mini else [1, 2, 3]),
@@ -312,6 +441,12 @@ def cmd_run(args) -> int:
     request = resolve_request(args, registry)
     runner = Runner(registry, request, progress=lambda m: print(m, file=sys.stderr))
     summary = runner.run(executor)
+    if not summary.planned:
+        raise UserError(
+            f"nothing to run: protocols {', '.join(request.protocols)} train on none of the "
+            f"datasets {', '.join(request.datasets)} (cross-dataset and domain generalisation "
+            "train on the source dataset of the selected datasets' world)"
+        )
     print(
         f"{summary.succeeded} runs done, {summary.skipped} skipped (already in "
         f"{request.results}), {len(summary.failed)} failed; {summary.rows} rows written",
@@ -330,22 +465,104 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
-def _leaderboard_text(results: Path, protocol: str | None, fmt: str, registry) -> str:
-    from benchmark.leaderboard import leaderboard
+def _results_table(results: Path):
     from benchmark.results import ResultStore
 
     table = ResultStore(results).read().to_pandas()
     if table.empty:
         raise UserError(f"no results in {results}; run `python -m benchmark run` first")
-    titles = {n: registry.datasets.get(n).display_name for n in registry.datasets}
+    return table
+
+
+def _titles(registry) -> dict[str, str]:
+    return {n: registry.datasets.get(n).display_name for n in registry.datasets}
+
+
+def _published(reference: Path | None):
+    if reference is None:
+        return None
+    from benchmark.reference import load
+
+    return load(None if reference == REFERENCE_BUILTIN else reference)
+
+
+def _leaderboard_text(
+    results: Path, protocol: str | None, fmt: str, registry, reference: Path | None = None
+) -> str:
+    from benchmark.leaderboard import leaderboard
+
+    table = _results_table(results)
     if protocol is not None:
         registry.protocols.get(protocol)
-    return leaderboard(table, protocol=protocol, fmt=fmt, titles=titles)
+    return leaderboard(
+        table, protocol=protocol, fmt=fmt, titles=_titles(registry), reference=_published(reference)
+    )
+
+
+def _generated_by(args, target: Path) -> str:
+    """The first line of a written leaderboard: the command that regenerates it."""
+    command = ["python -m benchmark leaderboard", f"--results {args.results.as_posix()}"]
+    if args.protocol:
+        command.append(f"--protocol {args.protocol}")
+    if args.format != "github":
+        command.append(f"--format {args.format}")
+    if args.reference == REFERENCE_BUILTIN:
+        command.append("--reference")
+    elif args.reference is not None:
+        command.append(f"--reference {args.reference.as_posix()}")
+    command.append(f"--write {target.as_posix()}")
+    text = f"Generated by `{' '.join(command)}`; do not edit."
+    return {"github": f"<!-- {text} -->", "latex": f"% {text}", "csv": f"# {text}"}[args.format]
 
 
 def cmd_leaderboard(args) -> int:
-    print(_leaderboard_text(args.results, args.protocol, args.format, _registry(args)))
+    registry = _registry(args)
+    text = _leaderboard_text(args.results, args.protocol, args.format, registry, args.reference)
+    target = args.write or args.check
+    if target is None:
+        print(text)
+    else:
+        text = f"{_generated_by(args, target)}\n\n{text}"
+        if args.check:
+            current = target.read_text(encoding="utf-8") if target.is_file() else None
+            if current != text:
+                state = "missing" if current is None else "stale"
+                command = _generated_by(args, target).split("`")[1]
+                raise UserError(f"{target} is {state}: regenerate it with `{command}`", 1)
+            print(f"{target} is up to date", file=sys.stderr)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+            print(f"wrote {target}", file=sys.stderr)
+    if args.plot or args.html:
+        _write_figures(args, registry)
     return EXIT_OK
+
+
+def _write_figures(args, registry) -> None:
+    from benchmark.plots import plots, write_plots
+
+    table = _results_table(args.results)
+    if args.protocol is not None:
+        table = table[table["protocol"] == args.protocol]
+    titles = _titles(registry)
+    if args.plot:
+        written = write_plots(table, args.plot, titles)
+        print(f"wrote {len(written)} plots to {args.plot}", file=sys.stderr)
+    if args.html:
+        from benchmark.leaderboard import reference_note, sections
+        from benchmark.webpage import page
+
+        published = _published(args.reference)
+        note = None if published is None else reference_note(table, published)
+        html = page(
+            sections(table, titles=titles, reference=published),
+            [(plot.title, plot.png()) for plot in plots(table, titles)],
+            notes=[f"Results: {args.results}", *([note] if note else [])],
+        )
+        args.html.parent.mkdir(parents=True, exist_ok=True)
+        args.html.write_text(html, encoding="utf-8")
+        print(f"wrote {args.html}", file=sys.stderr)
 
 
 def cmd_datasets(args) -> int:
@@ -363,11 +580,79 @@ def cmd_datasets(args) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args) -> int:
+    import json
+
+    from benchmark import bench, estimate
+
+    if args.from_json is not None:
+        try:
+            report = json.loads(args.from_json.read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(
+                f"--from-json {args.from_json}: not a readable bench report ({exc})", EXIT_DATA
+            ) from None
+    else:
+        report = _measure(args)
+    print(bench.render(report))
+    if args.estimate:
+        report["estimate"] = estimate.estimate(report, _registry(args))
+        print()
+        print(estimate.render(report["estimate"]))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    return EXIT_OK
+
+
+def _measure(args) -> dict:
+    """Run the bench as the options ask; the report."""
+    from benchmark.backbone import BackboneSpec
+    from benchmark.bench import run_bench
+    from benchmark.reference_step import IMAGE_PASSES
+
+    device = _device(args.device)
+    unknown = [m for m in args.methods if m not in IMAGE_PASSES]
+    if unknown:
+        raise UserError(
+            f"--methods: no reference-design step for {', '.join(unknown)}; "
+            f"valid: {', '.join(sorted(IMAGE_PASSES))}"
+        )
+    if args.workers < 0:
+        raise UserError(f"--workers {args.workers}: expected 0 or more")
+    cuda = device.startswith("cuda")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        from benchmark.miniworld.model import CHECKPOINT, MODEL_NAME
+
+        spec = BackboneSpec(MODEL_NAME, None, CHECKPOINT)
+        classes, repeat, images, workers = args.classes or [10, 100], 1, 16, 0
+    else:
+        spec = BackboneSpec(args.backbone)
+        classes = args.classes or ([10, 100, 1000] if cuda else [10, 100])
+        repeat = args.repeat or (20 if cuda else 3)
+        images, workers = args.images, args.workers
+    return run_bench(
+        spec,
+        device,
+        args.methods,
+        classes,
+        args.seeds_batched,
+        images,
+        workers,
+        repeat,
+        progress=lambda m: print(m, file=sys.stderr),
+    )
+
+
 COMMANDS = {
     "list": cmd_list,
     "run": cmd_run,
     "leaderboard": cmd_leaderboard,
     "datasets": cmd_datasets,
+    "bench": cmd_bench,
 }
 
 

@@ -1,11 +1,12 @@
 """The feature cache: the frozen image encoder runs once per (backbone, image, view).
 
-Features live under ``<cache>/features/<backbone fingerprint>/<transform id>/view<v>/`` as
-safetensors shards (no pickle, nothing executes on load). Each shard's metadata repeats the
+Features live under ``<cache>/features/<backbone fingerprint>/<transform id>/<view>/`` as
+safetensors shards (no pickle, nothing executes on load); the transform id names the test
+transform, or the training augmentation of the dataset. Each shard's metadata repeats the
 backbone fingerprint, transform id and view and lists its images' keys; an image's key is
 its absolute path with its size and modification time, so an edited or replaced image is
-encoded again. A shard that is truncated or whose metadata does not match is deleted and
-its images are encoded again; it is never used.
+encoded again. A shard that is truncated, whose feature bytes do not match their checksum, or
+whose metadata does not match is deleted and its images are encoded again; it is never used.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from pathlib import Path
 
 import torch
 from PIL import Image, UnidentifiedImageError
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from benchmark.backbone import Backbone
-from benchmark.datasets.spec import Sample
+from benchmark.datasets.spec import REFERENCE_AUGMENTATION, Augmentation, Sample
 from benchmark.errors import DataError
 from benchmark.views import TEST_VIEW, render, transform_id
 
@@ -40,6 +41,11 @@ def image_key(path: str) -> str:
     return f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
+def _checksum(features: torch.Tensor) -> str:
+    """Digest of the feature bytes: a shard damaged in place (same size) is detected."""
+    return hashlib.blake2b(features.contiguous().numpy().tobytes(), digest_size=16).hexdigest()
+
+
 def _view_name(view: int) -> str:
     return "test" if view == TEST_VIEW else f"view{view}"
 
@@ -47,8 +53,11 @@ def _view_name(view: int) -> str:
 class _Images(Dataset):
     """Decodes each image once and renders all the views it needs."""
 
-    def __init__(self, paths: list[str], views: list[int], size: int) -> None:
+    def __init__(
+        self, paths: list[str], views: list[int], size: int, augmentation: Augmentation
+    ) -> None:
         self.paths, self.views, self.size = paths, views, size
+        self.augmentation = augmentation
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -60,49 +69,61 @@ class _Images(Dataset):
                 rgb = image.convert("RGB")  # greyscale and palette images become RGB
         except (OSError, UnidentifiedImageError) as exc:
             return index, f"{path}: {exc}"
-        return index, torch.stack([render(rgb, path, v, self.size) for v in self.views])
+        return index, torch.stack(
+            [render(rgb, path, v, self.size, self.augmentation) for v in self.views]
+        )
 
 
 def _collate(items):
     return items
 
 
+Slot = tuple[str, int]  # (transform id, view)
+
+
 class FeatureCache:
-    """Cached image features of one backbone; ask for samples and views, get a tensor."""
+    """Cached image features of one backbone; ask for samples and views, get a tensor.
+
+    Training views (``view >= 0``) are rendered with the ``augmentation`` of the dataset the
+    samples come from; the test view (:data:`TEST_VIEW`) has no augmentation.
+    """
 
     def __init__(self, root: Path, backbone: Backbone, workers: int | None = None) -> None:
         self.backbone = backbone
-        self.transform = transform_id(backbone.image_size)
-        self.folder = Path(root) / "features" / backbone.fingerprint / self.transform
+        self.folder = Path(root) / "features" / backbone.fingerprint
         self.workers = workers
-        self._index: dict[int, dict[str, torch.Tensor]] = {}
+        self._index: dict[Slot, dict[str, torch.Tensor]] = {}
 
     # -- reading ------------------------------------------------------------------------
 
-    def _meta(self, view: int) -> dict[str, str]:
-        return {
-            "backbone": self.backbone.fingerprint,
-            "transform": self.transform,
-            "view": str(view),
-        }
+    def _slot(self, view: int, augmentation: Augmentation) -> Slot:
+        return transform_id(self.backbone.image_size, view, augmentation), view
 
-    def _load_view(self, view: int) -> dict[str, torch.Tensor]:
-        if view in self._index:
-            return self._index[view]
+    def view_folder(self, view: int, augmentation: Augmentation = REFERENCE_AUGMENTATION) -> Path:
+        transform, _ = self._slot(view, augmentation)
+        return self.folder / transform / _view_name(view)
+
+    def _meta(self, slot: Slot) -> dict[str, str]:
+        transform, view = slot
+        return {"backbone": self.backbone.fingerprint, "transform": transform, "view": str(view)}
+
+    def _load(self, slot: Slot) -> dict[str, torch.Tensor]:
+        if slot in self._index:
+            return self._index[slot]
         index: dict[str, torch.Tensor] = {}
-        folder = self.folder / _view_name(view)
-        expected = self._meta(view)
+        folder = self.folder / slot[0] / _view_name(slot[1])
+        expected = self._meta(slot)
         for shard in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
             try:
-                from safetensors import safe_open
-
                 with safe_open(str(shard), framework="pt") as handle:
                     meta = handle.metadata() or {}
                 tensors = load_file(str(shard))
                 keys = json.loads(meta.get("keys", "[]"))
                 features = tensors["features"]
-                valid = all(meta.get(k) == v for k, v in expected.items()) and len(keys) == len(
-                    features
+                valid = (
+                    all(meta.get(k) == v for k, v in expected.items())
+                    and len(keys) == len(features)
+                    and meta.get("checksum") == _checksum(features)
                 )
             except (SafetensorError, OSError, KeyError, ValueError, json.JSONDecodeError):
                 valid = False
@@ -110,37 +131,65 @@ class FeatureCache:
                 shard.unlink(missing_ok=True)  # never serve a damaged or foreign shard
                 continue
             index.update(zip(keys, features, strict=True))
-        self._index[view] = index
+        self._index[slot] = index
         return index
 
-    def features(self, samples: Sequence[Sample], view: int = TEST_VIEW) -> torch.Tensor:
+    def features(
+        self,
+        samples: Sequence[Sample],
+        view: int = TEST_VIEW,
+        augmentation: Augmentation = REFERENCE_AUGMENTATION,
+    ) -> torch.Tensor:
         """Features (N, D) of the samples' images in ``view``, on the backbone's device."""
-        return self.views(samples, [view])[0]
+        return self.views(samples, [view], augmentation)[0]
 
-    def views(self, samples: Sequence[Sample], views: Sequence[int]) -> torch.Tensor:
+    def views(
+        self,
+        samples: Sequence[Sample],
+        views: Sequence[int],
+        augmentation: Augmentation = REFERENCE_AUGMENTATION,
+    ) -> torch.Tensor:
         """Features (V, N, D) of the samples' images in each of ``views``; extracts misses."""
-        keys = self.ensure(samples, views)
+        keys = self.ensure(samples, views, augmentation)
+        slots = [self._slot(v, augmentation) for v in views]
         out = (
-            torch.stack([torch.stack([self._index[v][k] for k in keys]) for v in views])
+            torch.stack([torch.stack([self._index[slot][k] for k in keys]) for slot in slots])
             if keys
             else torch.empty(len(views), 0, self.backbone.embed_dim)
         )
         return out.to(self.backbone.device)
 
-    def ensure(self, samples: Sequence[Sample], views: Sequence[int]) -> list[str]:
+    def hold(
+        self,
+        samples: Sequence[Sample],
+        view: int,
+        features: torch.Tensor,
+        augmentation: Augmentation = REFERENCE_AUGMENTATION,
+    ) -> None:
+        """Hold given features (N, D) of the samples' ``view`` in memory, as if encoded: for
+        synthetic benchmarks. Nothing is written to disk."""
+        index = self._load(self._slot(view, augmentation))
+        index.update(zip((image_key(s.path) for s in samples), features, strict=True))
+
+    def ensure(
+        self,
+        samples: Sequence[Sample],
+        views: Sequence[int],
+        augmentation: Augmentation = REFERENCE_AUGMENTATION,
+    ) -> list[str]:
         """Extract, in one pass, every missing view of the samples; returns their keys."""
         paths = [s.path for s in samples]
         keys = [image_key(p) for p in paths]
         missing: dict[str, str] = {}
         missing_views: set[int] = set()
         for view in views:
-            index = self._load_view(view)
+            index = self._load(self._slot(view, augmentation))
             for key, path in zip(keys, paths, strict=True):
                 if key not in index:
                     missing[key] = path
                     missing_views.add(view)
         if missing:
-            self._extract(list(missing.items()), sorted(missing_views))
+            self._extract(list(missing.items()), sorted(missing_views), augmentation)
         return keys
 
     # -- writing ------------------------------------------------------------------------
@@ -150,11 +199,13 @@ class FeatureCache:
             return self.workers
         return 0 if n_images < 512 else min(8, os.cpu_count() or 1)
 
-    def _extract(self, items: list[tuple[str, str]], views: list[int]) -> None:
+    def _extract(
+        self, items: list[tuple[str, str]], views: list[int], augmentation: Augmentation
+    ) -> None:
         keys = [k for k, _ in items]
         paths = [p for _, p in items]
         loader = DataLoader(
-            _Images(paths, views, self.backbone.image_size),
+            _Images(paths, views, self.backbone.image_size, augmentation),
             batch_size=max(1, BATCH_SIZE // len(views)),
             num_workers=self._workers(len(paths)),
             collate_fn=_collate,
@@ -175,15 +226,16 @@ class FeatureCache:
             bar.update(len(batch) * len(views))
         bar.close()
         for view in views:
+            slot = self._slot(view, augmentation)
             features = torch.cat(per_view[view])
-            self._write_shard(view, done_keys, features)
-            self._index[view].update(zip(done_keys, features, strict=True))
+            self._write_shard(slot, done_keys, features)
+            self._index[slot].update(zip(done_keys, features, strict=True))
 
-    def _write_shard(self, view: int, keys: list[str], features: torch.Tensor) -> None:
-        folder = self.folder / _view_name(view)
+    def _write_shard(self, slot: Slot, keys: list[str], features: torch.Tensor) -> None:
+        folder = self.folder / slot[0] / _view_name(slot[1])
         folder.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
-        meta = dict(self._meta(view), keys=json.dumps(keys))
+        meta = dict(self._meta(slot), keys=json.dumps(keys), checksum=_checksum(features))
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".shard-", suffix=".tmp")
         os.close(fd)
         try:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol as TypingProtocol
 
-from benchmark.datasets.spec import Sample
+from benchmark.datasets.spec import REFERENCE_AUGMENTATION, Augmentation, Sample
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,8 @@ class Classes:
 
 @dataclass(frozen=True)
 class TrainData:
-    """What one run trains on: few-shot samples (labels index ``classes.names``)."""
+    """What one run trains on: few-shot samples (labels index ``classes.names``), and the
+    augmentation that makes their training views."""
 
     dataset: str
     shots: int
@@ -36,6 +37,7 @@ class TrainData:
     samples: tuple[Sample, ...]
     val: tuple[Sample, ...]
     classes: Classes
+    augmentation: Augmentation = REFERENCE_AUGMENTATION
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,12 @@ from typing import Any
 from benchmark.datasets.spec import Sample
 from benchmark.errors import EXIT_ENVIRONMENT, UserError
 from benchmark.registry import Registry
-from benchmark.runner import Cell, Outcome, Runner, RunRequest, WorkQueue
+from benchmark.runner import Cell, FeatureRequest, Outcome, Runner, RunRequest, WorkQueue
 
 INSTALL_HINT = "pip install 'vlprompt-bench[ray]'"
 
-#: Extraction requests of one dataset: views -> the samples to encode in each of them.
-Needs = dict[tuple[int, ...], list[Sample]]
+#: Extraction requests of one dataset: (views, augmentation) -> the samples to encode.
+Needs = dict[FeatureRequest, list[Sample]]
 
 
 def import_ray() -> ModuleType:
@@ -74,8 +74,8 @@ def _extract(job: _Job, needs: Needs) -> str:
     """
     features = _runner(job).engine.features
     try:
-        for views, samples in needs.items():
-            features.ensure(samples, views)
+        for (views, augmentation), samples in needs.items():
+            features.ensure(samples, views, augmentation)
     except UserError:
         raise
     except Exception as exc:
@@ -185,14 +185,14 @@ def _failure(exc: BaseException) -> Outcome:
 
 
 def _merge(per_group: Iterator[dict[str, Needs]]) -> dict[str, Needs]:
-    """Merge groups' feature needs by dataset and views, each image once."""
-    merged: dict[str, dict[tuple[int, ...], dict[str, Sample]]] = {}
+    """Merge groups' feature needs by dataset and request, each image once."""
+    merged: dict[str, dict[FeatureRequest, dict[str, Sample]]] = {}
     for needs in per_group:
-        for name, by_views in needs.items():
-            for views, samples in by_views.items():
-                target = merged.setdefault(name, {}).setdefault(views, {})
+        for name, by_request in needs.items():
+            for request, samples in by_request.items():
+                target = merged.setdefault(name, {}).setdefault(request, {})
                 target.update((s.path, s) for s in samples)
     return {
-        name: {views: list(samples.values()) for views, samples in by_views.items()}
-        for name, by_views in merged.items()
+        name: {request: list(samples.values()) for request, samples in by_request.items()}
+        for name, by_request in merged.items()
     }

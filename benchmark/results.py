@@ -142,7 +142,10 @@ class ResultStore:
         path = self._file(run_id)
         if not path.is_file():
             return False
-        status = pq.read_table(path, columns=["status"]).column("status").to_pylist()
+        try:
+            status = pq.read_table(path, columns=["status"]).column("status").to_pylist()
+        except (pa.ArrowException, OSError):
+            return False  # not a complete results file (copied in half?): the run is redone
         return bool(status) and all(s == "ok" for s in status)
 
     def done_run_ids(self) -> set[str]:
@@ -156,12 +159,21 @@ class ResultStore:
         files = sorted(self.folder.glob("*.parquet")) if self.folder.is_dir() else []
         tables = []
         for path in files:
-            table = pq.read_table(path)
+            try:
+                table = pq.read_table(path)
+            except (pa.ArrowException, OSError) as exc:
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise UserError(
+                    f"{path} is not a readable results file ({reason}); delete it or move "
+                    "it away (`run` redoes a run whose file is unreadable)",
+                    EXIT_ENVIRONMENT,
+                ) from exc
             version = int((table.schema.metadata or {}).get(b"vlprompt_bench_schema_version", 0))
             if version > SCHEMA_VERSION:
                 raise UserError(
                     f"{path} was written by a newer version of the suite (results schema "
-                    f"{version}, this version reads up to {SCHEMA_VERSION}); upgrade to read it"
+                    f"{version}, this version reads up to {SCHEMA_VERSION}); upgrade to read it",
+                    EXIT_ENVIRONMENT,
                 )
             tables.append(table.select(list(COLUMNS)).cast(SCHEMA))
         if not tables:

@@ -33,7 +33,7 @@ from benchmark import __version__
 from benchmark.backbone import BackboneSpec
 from benchmark.catalog import DatasetCatalog
 from benchmark.config import apply_overrides, config_json, run_id
-from benchmark.datasets.spec import DataContext, Sample
+from benchmark.datasets.spec import REFERENCE_AUGMENTATION, Augmentation, DataContext, Sample
 from benchmark.errors import UserError, unknown_name
 from benchmark.method import Setting
 from benchmark.protocol import Plan
@@ -41,6 +41,9 @@ from benchmark.registry import Registry
 from benchmark.results import ResultStore
 
 VARIANT_SEPARATOR = ":"
+
+#: Image features asked for at once: views, and the augmentation that makes training views.
+FeatureRequest = tuple[tuple[int, ...], Augmentation]
 
 
 @dataclass(frozen=True)
@@ -260,11 +263,13 @@ class Runner:
             summary.succeeded += 1
             self._announce(rows)
 
-    def feature_needs(self, group: list[Cell]) -> dict[str, dict[tuple[int, ...], list[Sample]]]:
-        """The image features a group reads, by dataset and views, for extracting them ahead.
+    def feature_needs(self, group: list[Cell]) -> dict[str, dict[FeatureRequest, list[Sample]]]:
+        """The image features a group reads, by dataset and (views, augmentation), for
+        extracting them ahead.
 
         Every split is read in the test view. Methods trained by the shared loop (their
-        config has ``optimisation()``) also read their training images in its training views.
+        config has ``optimisation()``) also read their training images in its training views,
+        made by the training data's augmentation.
         """
         from benchmark.views import TEST_VIEW
 
@@ -272,15 +277,17 @@ class Runner:
         protocol = self.registry.protocols.get(head.protocol)
         optimisation = getattr(head.config, "optimisation", None)
         training = tuple(optimisation().views) if callable(optimisation) else ()
-        needs: dict[str, dict[tuple[int, ...], list[Sample]]] = {}
+        test = ((TEST_VIEW,), REFERENCE_AUGMENTATION)
+        needs: dict[str, dict[FeatureRequest, list[Sample]]] = {}
         for cell in group:
             plan = protocol.plan(cell.dataset, cell.shots, cell.seed, self.catalog)
             train = needs.setdefault(cell.dataset, {})
-            train.setdefault((TEST_VIEW, *training), []).extend(plan.train.samples)
-            train.setdefault((TEST_VIEW,), []).extend(plan.train.val)
+            train.setdefault(test, []).extend((*plan.train.samples, *plan.train.val))
+            if training:
+                views = (training, plan.train.augmentation)
+                train.setdefault(views, []).extend(plan.train.samples)
             for split in plan.evals:
-                views = needs.setdefault(split.eval_dataset, {})
-                views.setdefault((TEST_VIEW,), []).extend(split.samples)
+                needs.setdefault(split.eval_dataset, {}).setdefault(test, []).extend(split.samples)
         return needs
 
     def _announce(self, rows: list[dict[str, Any]]) -> None:

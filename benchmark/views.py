@@ -4,7 +4,8 @@ Test view: resize the shorter side to the model's size (bicubic), centre crop, C
 normalisation. Training view ``e`` of an image: RandomResizedCrop(scale=(0.08, 1), ratio
 (3/4, 4/3), bicubic) + horizontal flip with p = 0.5 + CLIP normalisation, with its random
 draws seeded by (image path, e). View ``e`` is the augmentation of epoch ``e``, identical for
-every method, seed and shot count that trains on the image.
+every method, seed and shot count that trains on the image. A dataset may declare another
+crop scale or no flip (:class:`~benchmark.datasets.spec.Augmentation`).
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
 from benchmark.backbone import CLIP_MEAN, CLIP_STD
+from benchmark.datasets.spec import REFERENCE_AUGMENTATION, Augmentation
 
 TEST_VIEW = -1
-CROP_SCALE = (0.08, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)
 
 
-def transform_id(image_size: int) -> str:
-    """Names the transforms, so that cached features of other transforms are never used."""
-    return f"clip-s{image_size}-rrc{CROP_SCALE[0]}-{CROP_SCALE[1]}-flip-bicubic-v1"
+def transform_id(image_size: int, view: int, augmentation: Augmentation) -> str:
+    """Names a view's transform, so that features of another transform are never used."""
+    if view == TEST_VIEW:
+        return f"clip-s{image_size}-centre-bicubic-v1"
+    return f"clip-s{image_size}-{augmentation.id}-bicubic-v1"
 
 
 def _rng(path: str, view: int) -> random.Random:
@@ -35,12 +38,14 @@ def _rng(path: str, view: int) -> random.Random:
     return random.Random(int.from_bytes(seed, "little"))
 
 
-def _crop_box(width: int, height: int, rng: random.Random) -> tuple[int, int, int, int]:
+def _crop_box(
+    width: int, height: int, scale: tuple[float, float], rng: random.Random
+) -> tuple[int, int, int, int]:
     """RandomResizedCrop's box (top, left, height, width), torchvision's algorithm."""
     area = width * height
     log_ratio = (math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]))
     for _ in range(10):
-        target_area = area * rng.uniform(*CROP_SCALE)
+        target_area = area * rng.uniform(*scale)
         aspect = math.exp(rng.uniform(*log_ratio))
         w = round(math.sqrt(target_area * aspect))
         h = round(math.sqrt(target_area / aspect))
@@ -56,14 +61,21 @@ def _crop_box(width: int, height: int, rng: random.Random) -> tuple[int, int, in
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def render(image: Image.Image, path: str, view: int, size: int) -> torch.Tensor:
+def render(
+    image: Image.Image,
+    path: str,
+    view: int,
+    size: int,
+    augmentation: Augmentation = REFERENCE_AUGMENTATION,
+) -> torch.Tensor:
     """The normalised pixel tensor of ``view`` of an RGB image."""
     if view == TEST_VIEW:
         image = TF.center_crop(TF.resize(image, size, InterpolationMode.BICUBIC), size)
     else:
         rng = _rng(path, view)
-        top, left, h, w = _crop_box(image.width, image.height, rng)
+        top, left, h, w = _crop_box(image.width, image.height, augmentation.crop_scale, rng)
         image = TF.resized_crop(image, top, left, h, w, [size, size], InterpolationMode.BICUBIC)
-        if rng.random() < 0.5:
+        flip = rng.random() < 0.5  # drawn either way: a view's crop never depends on the flip
+        if flip and augmentation.flip:
             image = TF.hflip(image)
     return TF.normalize(TF.to_tensor(image), CLIP_MEAN, CLIP_STD)

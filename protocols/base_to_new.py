@@ -52,7 +52,15 @@ class BaseToNew:
             return Classes(dataset, tuple(splits.classnames[i] for i in labels), spec.template)
 
         base_classes, new_classes = classes(base), classes(new)
-        data = TrainData(dataset, shots, seed, subset(train, base), subset(val, base), base_classes)
+        data = TrainData(
+            dataset,
+            shots,
+            seed,
+            subset(train, base),
+            subset(val, base),
+            base_classes,
+            spec.augmentation,
+        )
         evals = (
             EvalSplit("base", subset(splits.test, base), base_classes),
             EvalSplit("new", subset(splits.test, new), new_classes),

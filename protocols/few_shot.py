@@ -13,7 +13,7 @@ def full_training_data(dataset: str, shots: int, seed: int, catalog: Catalog) ->
     spec, splits = catalog.spec(dataset), catalog.splits(dataset)
     train, val = few_shot(splits.train, splits.val, shots, seed)
     classes = Classes(dataset, splits.classnames, spec.template)
-    return TrainData(dataset, shots, seed, tuple(train), tuple(val), classes)
+    return TrainData(dataset, shots, seed, tuple(train), tuple(val), classes, spec.augmentation)
 
 
 class FewShot:

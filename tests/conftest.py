@@ -64,6 +64,28 @@ def write_coop_dataset(
     return base
 
 
+def write_imagefolder(
+    root: Path, classes: tuple[str, ...], per_split=(2, 1, 2), seed: int = 0
+) -> Path:
+    """An ImageFolder tree of coloured shapes: train/, val/ and test/, one folder per class.
+
+    A split with count 0 is left out (no folder).
+    """
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, count in zip(("train", "val", "test"), per_split, strict=True):
+        for label, classname in enumerate(classes):
+            directory = root / split / classname.replace(" ", "_")
+            for i in range(count):
+                directory.mkdir(parents=True, exist_ok=True)
+                pixels = rng.integers(0, 60, size=(32, 32, 3), dtype=np.uint8)
+                pixels[6:26, 6:26, label % 3] = 200 + 10 * (label // 3)
+                Image.fromarray(pixels).save(directory / f"{split}_{i}.png")
+    return root
+
+
 class ToyDatasets:
     """An inline plugin registering generated datasets (source, target and shift)."""
 

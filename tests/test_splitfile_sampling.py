@@ -103,6 +103,8 @@ def test_few_shot_properties(train_counts, val_counts, shots, seed):
     order = list(dict.fromkeys(s.label for s in train))
     assert list(dict.fromkeys(s.label for s in drawn_train)) == order
     assert few_shot(train, val, shots, seed) == (drawn_train, drawn_val)
+    # val is drawn after train from the same generator: the training draw ignores val
+    assert few_shot(train, [], shots, seed)[0] == drawn_train
 
 
 def test_few_shot_seeds_differ_and_val_cap():

@@ -36,3 +36,20 @@ def test_per_image_context_shapes(tiny_engine):
     width = tiny_engine.tower.tower.token_embedding.weight.shape[1]
     ctx = torch.randn(2, 5, 1, 2, width)  # (S, B, 1, M, d): one context per image
     assert encoder(ctx).shape == (2, 5, 3, tiny_engine.backbone.embed_dim)
+
+
+def test_shared_prefix_pass_equals_the_whole_sequence_pass(tiny_engine):
+    tower = tiny_engine.tower
+    assert tower.shares_prefixes
+    names = ("red square", "a very large green circle", "cat", "blue striped triangle")
+    encoder = PromptEncoder(tower, names, n_ctx=3)
+    width = tower.tower.token_embedding.weight.shape[1]
+    ctx = torch.randn(2, 3, 1, 3, width, requires_grad=True)  # (S, B, 1, M, d)
+    shared = encoder(ctx)
+    x = encoder.embeddings(ctx)  # the whole sequences, one per (run, image, class)
+    eot = encoder.eot.repeat(2 * 3)
+    whole = tower.encode(x.reshape(-1, *x.shape[-2:]), eot).view(2, 3, len(names), -1)
+    torch.testing.assert_close(shared, whole, rtol=1e-5, atol=1e-5)
+    (g_shared,) = torch.autograd.grad(shared.square().sum(), ctx)
+    (g_whole,) = torch.autograd.grad(whole.square().sum(), ctx)
+    torch.testing.assert_close(g_shared, g_whole, rtol=1e-4, atol=1e-5)

@@ -10,21 +10,24 @@ Class names are the sorted union of the class folder names of all splits, ``_`` 
 space; the label of a class is its index in that sorted list. Only files with an image
 suffix are read; hidden files and folders are skipped.
 
-On the command line a dataset is given as ``NAME=PATH`` (an ImageFolder directory),
-``NAME=SPLIT.json`` (a split file whose image paths are relative to the JSON's folder) or
-``NAME=SPLIT.json:IMAGEDIR`` (image paths relative to ``IMAGEDIR``); see
-:func:`parse_dataset_option`.
+On the command line (``run --dataset``) a dataset is given as ``NAME=PATH`` (an ImageFolder
+directory), ``NAME=SPLIT.json`` (a split file whose image paths are relative to the JSON's
+folder) or ``NAME=SPLIT.json:IMAGEDIR`` (image paths relative to ``IMAGEDIR``), each
+optionally followed by ``:TEMPLATE``, the zero-shot prompt with ``{}`` for the class name;
+see :func:`parse_dataset_option`. :class:`UserDatasets` registers them as a plugin.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
 
 from benchmark.datasets.spec import DataContext, DatasetSpec, Sample, Splits
 from benchmark.datasets.splitfile import read_split_file
-from benchmark.errors import DataError
+from benchmark.errors import DataError, unknown_name
+from benchmark.hookspecs import hookimpl
 
 WORLD = "user"
 DEFAULT_TEMPLATE = "a photo of a {}."
@@ -156,14 +159,24 @@ def parse_dataset_option(
     """Parse ``NAME=PATH``, ``NAME=SPLIT.json`` or ``NAME=SPLIT.json:IMAGEDIR``.
 
     A path ending in ``.json`` is a CoOp split file (images relative to its folder, or to
-    ``IMAGEDIR``); anything else is an ImageFolder directory. Paths must exist.
+    ``IMAGEDIR``); anything else is an ImageFolder directory. Paths must exist. A last
+    ``:``-separated part that contains ``{}`` is the zero-shot template (it replaces
+    ``template``; it cannot itself contain ``:``). ``NAME@SOURCE=...`` is a domain-shifted
+    version of the dataset ``SOURCE`` (role ``shift``).
     """
     name, sep, value = text.partition("=")
-    name, value = name.strip(), value.strip()
+    name, at, source = name.strip().partition("@")
+    name, source, value = name.strip(), source.strip(), value.strip()
+    if at:
+        _check_name(source)
+        role = "shift"
+    head, colon, tail = value.rpartition(":")
+    if colon and "{}" in tail:
+        value, template = head.strip(), tail.strip()
     if not sep or not name or not value:
         raise DataError(
             f"dataset option {text!r}: expected NAME=PATH (an ImageFolder directory), "
-            "NAME=SPLIT.json or NAME=SPLIT.json:IMAGEDIR"
+            "NAME=SPLIT.json or NAME=SPLIT.json:IMAGEDIR, optionally followed by :TEMPLATE"
         )
     _check_name(name)
     match = re.search(r"\.json:", value, flags=re.IGNORECASE)
@@ -179,20 +192,44 @@ def parse_dataset_option(
                 f"dataset {name!r}: {folder} is not a directory (expected an ImageFolder "
                 f"directory with {IMAGEFOLDER_LAYOUT}, or a .json split file)"
             )
-        return imagefolder_spec(name, folder, template=template, role=role)
+        return imagefolder_spec(name, folder, template, role, source or None)
     if not split_file.is_file():
         raise DataError(f"dataset {name!r}: split file not found: {split_file}")
     if image_dir is not None and not image_dir.is_dir():
         raise DataError(f"dataset {name!r}: image folder not found: {image_dir}")
-    return splitfile_spec(name, split_file, image_dir, template=template, role=role)
+    return splitfile_spec(name, split_file, image_dir, template, role, source or None)
 
 
 def parse_dataset_options(texts: list[str], template: str = DEFAULT_TEMPLATE) -> list[DatasetSpec]:
-    """Parse several ``NAME=PATH`` options; a name given twice is an error."""
+    """Parse several ``NAME=PATH`` options; a name given twice is an error.
+
+    The first dataset that is not a shift (``NAME@SOURCE``) is the source of its world
+    (cross-dataset and domain generalisation train on it), the others are targets
+    (cross-dataset evaluates on them). A shift names one of the other datasets as source.
+    """
     specs = [parse_dataset_option(t, template=template) for t in texts]
     seen: set[str] = set()
     for spec in specs:
         if spec.name in seen:
             raise DataError(f"dataset {spec.name!r} is given twice")
         seen.add(spec.name)
+    unshifted = [spec.name for spec in specs if spec.role != "shift"]
+    for spec in specs:
+        if spec.source is not None and spec.source not in unshifted:
+            raise unknown_name("source dataset", spec.source, unshifted)
+    if unshifted:
+        at = next(i for i, spec in enumerate(specs) if spec.role != "shift")
+        specs[at] = dataclasses.replace(specs[at], role="source")
     return specs
+
+
+class UserDatasets:
+    """A dataset plugin registering the given specs (the datasets of ``run --dataset``)."""
+
+    def __init__(self, specs: list[DatasetSpec]) -> None:
+        self.specs = list(specs)
+
+    @hookimpl
+    def register_datasets(self, register) -> None:
+        for spec in self.specs:
+            register(spec)

@@ -10,6 +10,34 @@ ROLES = ("source", "target", "shift")
 
 
 @dataclass(frozen=True)
+class Augmentation:
+    """The random augmentation of a dataset's training views.
+
+    RandomResizedCrop with area scale in ``crop_scale`` (aspect ratio 3/4 to 4/3), then a
+    horizontal flip with probability 0.5 when ``flip``. The default is the reference code's
+    (scale 0.08 to 1, flip). A dataset whose labels a flip would change (left and right) or
+    whose images are too small for an 8% crop to keep the object declares its own.
+    """
+
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        low, high = self.crop_scale
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
+
+    @property
+    def id(self) -> str:
+        """Names the augmentation in feature-cache paths."""
+        low, high = self.crop_scale
+        return f"rrc{low:g}-{high:g}" + ("-flip" if self.flip else "")
+
+
+REFERENCE_AUGMENTATION = Augmentation()
+
+
+@dataclass(frozen=True)
 class Sample:
     """One image: absolute path, integer label, and the class name of that label."""
 
@@ -46,7 +74,8 @@ class DatasetSpec:
     ``shift`` (a domain-shifted version of ``source``, for domain generalisation).
     ``template`` is the hand-crafted zero-shot prompt with ``{}`` for the class name.
     ``load`` reads the splits; it raises :class:`benchmark.errors.DataError` with the
-    expected path and layout when data is missing.
+    expected path and layout when data is missing. ``augmentation`` makes the training views
+    (the reference code's unless the dataset needs another).
     """
 
     name: str
@@ -57,6 +86,7 @@ class DatasetSpec:
     folder: str = ""
     title: str = ""
     source: str | None = None
+    augmentation: Augmentation = REFERENCE_AUGMENTATION
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:

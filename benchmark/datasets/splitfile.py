@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from itertools import islice
 from pathlib import Path
 
 from benchmark.datasets.spec import Sample, Splits
 from benchmark.errors import DataError
 
 SPLITS = ("train", "val", "test")
+MAX_MISSING_SHOWN = 10
 
 
 def _samples(entries: object, split: str, image_dir: Path, where: Path) -> list[Sample]:
@@ -38,9 +40,12 @@ def classnames_of(*splits: list[Sample]) -> tuple[str, ...]:
         for sample in split:
             names.setdefault(sample.label, sample.classname)
     labels = sorted(names)
+    if labels and labels[0] < 0:
+        raise DataError(f"labels must run from 0 without gaps; found label {labels[0]}")
     if labels != list(range(len(labels))):
-        missing = sorted(set(range(max(labels, default=-1) + 1)) - set(labels))
-        raise DataError(f"labels must run from 0 without gaps; missing labels {missing[:10]}")
+        # the first gaps only: a label of 10**12 must not build a list of 10**12 numbers
+        missing = list(islice((i for i in range(labels[-1]) if i not in names), MAX_MISSING_SHOWN))
+        raise DataError(f"labels must run from 0 without gaps; missing labels {missing}")
     return tuple(names[label].replace("_", " ") for label in labels)
 
 

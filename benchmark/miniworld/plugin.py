@@ -21,11 +21,16 @@ from __future__ import annotations
 
 from functools import partial
 
-from benchmark.datasets.spec import DataContext, DatasetSpec, Splits
+from benchmark.datasets.spec import Augmentation, DataContext, DatasetSpec, Splits
 from benchmark.hookspecs import hookimpl
 
 WORLD = "mini"
 SOURCE = "mini_shapes"
+#: Training views of the mini world. Its 32-pixel images hold one centred object (or a few):
+#: the reference's crops down to 8% of the area would mostly cut it away, so crops keep at
+#: least half the image. Left and right are labels in ``mini_positions``: no flip there.
+AUGMENTATION = Augmentation(crop_scale=(0.5, 1.0))
+NO_FLIP = {"mini_positions"}
 
 #: name -> (role, split-file name, zero-shot template, title). The templates are CoOp-like
 #: hand-crafted prompts; on purpose none of them is a phrasing of the pretraining captions.
@@ -70,5 +75,6 @@ def register_datasets(register) -> None:
                 folder=name,
                 title=title,
                 source=SOURCE if role == "shift" else None,
+                augmentation=Augmentation(AUGMENTATION.crop_scale, flip=name not in NO_FLIP),
             )
         )

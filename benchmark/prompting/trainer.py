@@ -67,12 +67,17 @@ class Batch:
 StepLosses = Callable[[Sequence[torch.Tensor], Batch], Losses]
 
 
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Batches per epoch of ``n`` samples: the last partial one is dropped when n >= batch."""
+    return n // batch_size if n >= batch_size else 1
+
+
 def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """A random sampler's batches; the last partial one dropped when n >= batch_size."""
+    """A random sampler's batches (:func:`steps_per_epoch` of them)."""
     order = torch.randperm(n, generator=generator)
     if n < batch_size:
         return [order]
-    return list(order[: n - n % batch_size].split(batch_size))
+    return list(order[: steps_per_epoch(n, batch_size) * batch_size].split(batch_size))
 
 
 def fit(
@@ -101,14 +106,16 @@ def fit(
     labels = torch.tensor([[s.label for s in run.samples] for run in runs], device=device)
     generators = [torch.Generator().manual_seed(run.seed) for run in runs]
     samples = [s for run in runs for s in run.samples]
-    engine.features.ensure(samples, opt.views)  # one extraction pass for all epochs
+    augmentation = runs[0].augmentation
+    # one extraction pass for all epochs
+    engine.features.ensure(samples, opt.views, augmentation)
     totals: dict[str, torch.Tensor] = {}
     steps = 0
     for epoch in tqdm(range(opt.epochs), desc="training", unit="epoch", leave=False):
         lr = learning_rate(epoch, opt.lr, opt.epochs, opt.warmup_lr, opt.squared_cosine)
         for group in optimiser.param_groups:
             group["lr"] = lr
-        view = engine.features.features(samples, view=epoch).view(len(runs), n, -1)
+        view = engine.features.features(samples, epoch, augmentation).view(len(runs), n, -1)
         view = F.normalize(view, dim=-1)
         orders = [_batches(n, opt.batch_size, g) for g in generators]
         for step_indices in zip(*orders, strict=True):

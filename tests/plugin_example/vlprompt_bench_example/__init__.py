@@ -1,0 +1,1 @@
+"""An example vlprompt-bench plugin: CoOp with per-run gradient-norm clipping."""
