@@ -75,6 +75,12 @@ def _positive_ints(text: str) -> list[int]:
     return values
 
 
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text!r}")
+    return int(text)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit code 2, no usage dump
         # argparse quotes some arguments raw ("unrecognized arguments: a<newline>b")
@@ -160,6 +166,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a method's config field; repeatable",
     )
     run.add_argument("--rerun", action="store_true", help="run cells even if results exist")
+    run.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local: the groups one after the other in this process (default); ray: one Ray "
+        "task per group, one GPU (or CPU) each",
+    )
+    run.add_argument(
+        "--address",
+        help="with --executor ray: an existing Ray cluster (auto, host:port or "
+        "ray://host:port); default: start a local Ray instance",
+    )
+    run.add_argument(
+        "--retries",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="run a failed group again up to N times in the same run (default 0)",
+    )
     run.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard")
 
     board = sub.add_parser(
@@ -393,15 +418,29 @@ def resolve_request(args, registry):
         preset=args.preset or ("quick" if mini else "reference"),
         overrides=parse_sets(args.sets),
         rerun=args.rerun,
+        retries=args.retries,
     )
+
+
+def _executor(args):
+    """The executor of ``run``: None (local) or a Ray executor."""
+    if args.executor == "local":
+        if args.address:
+            raise UserError("--address is for --executor ray")
+        return None
+    from benchmark.ray_executor import RayExecutor
+
+    return RayExecutor(args.address)
 
 
 def cmd_run(args) -> int:
     from benchmark.runner import Runner
 
+    executor = _executor(args)
     registry = _registry(args)
     request = resolve_request(args, registry)
-    summary = Runner(registry, request, progress=lambda m: print(m, file=sys.stderr)).run()
+    runner = Runner(registry, request, progress=lambda m: print(m, file=sys.stderr))
+    summary = runner.run(executor)
     if not summary.planned:
         raise UserError(
             f"nothing to run: protocols {', '.join(request.protocols)} train on none of the "

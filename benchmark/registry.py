@@ -126,12 +126,22 @@ class Table(Generic[T]):
 
 @dataclass
 class Registry:
-    """Everything the plugins registered, plus the manager for run-time hooks."""
+    """Everything the plugins registered, plus the manager for run-time hooks.
+
+    A registry pickles as the recipe that built it (``autoload`` and the extra plugins, which
+    must pickle themselves) and is built again where it is unpickled: that is how it reaches
+    the worker processes of a distributed run.
+    """
 
     methods: Table[MethodSpec]
     protocols: Table[Any]
     datasets: Table[Any]
     plugin_manager: pluggy.PluginManager
+    autoload: bool = True
+    extra_plugins: tuple[object, ...] = ()
+
+    def __reduce__(self):
+        return build_registry, (self.autoload, self.extra_plugins)
 
 
 def _autoload_disabled() -> bool:
@@ -194,12 +204,17 @@ def _fill(pm: pluggy.PluginManager, hook_name: str, kind: str) -> Table[Any]:
 
 def build_registry(autoload: bool | None = None, extra_plugins: Iterable[object] = ()) -> Registry:
     """Ask every plugin to register its methods, protocols and datasets."""
+    if autoload is None:
+        autoload = not _autoload_disabled()
+    extra_plugins = tuple(extra_plugins)
     pm = get_plugin_manager(autoload=autoload, extra_plugins=extra_plugins)
     return Registry(
         methods=_fill(pm, "register_methods", "method"),
         protocols=_fill(pm, "register_protocols", "protocol"),
         datasets=_fill(pm, "register_datasets", "dataset"),
         plugin_manager=pm,
+        autoload=autoload,
+        extra_plugins=extra_plugins,
     )
 
 

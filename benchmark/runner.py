@@ -4,7 +4,13 @@ and writes one result file per run.
 A cell is (method, protocol, dataset, shots, seed); its run id is the hash of its fully
 resolved configuration. Cells that differ only by seed form a group and train in one call
 of the method. A group that raises is recorded as failed, one row per run with the error,
-and the other groups go on; the next run retries failed cells.
+and the other groups go on; the next run retries failed cells (``retries`` retries them in
+the same run).
+
+Where the groups run is an executor's choice: one after the other in this process
+(:class:`LocalExecutor`), or as Ray tasks (:mod:`benchmark.ray_executor`). Planning, claims
+(:class:`WorkQueue`), training with evaluation (:meth:`Runner.execute`) and writing the
+results are the runner's, whichever executor runs the groups.
 """
 
 from __future__ import annotations
@@ -16,17 +22,18 @@ import platform
 import subprocess
 import time
 import traceback
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from benchmark import __version__
 from benchmark.backbone import BackboneSpec
 from benchmark.catalog import DatasetCatalog
 from benchmark.config import apply_overrides, config_json, run_id
-from benchmark.datasets.spec import DataContext
+from benchmark.datasets.spec import REFERENCE_AUGMENTATION, Augmentation, DataContext, Sample
 from benchmark.errors import UserError, unknown_name
 from benchmark.method import Setting
 from benchmark.protocol import Plan
@@ -34,6 +41,9 @@ from benchmark.registry import Registry
 from benchmark.results import ResultStore
 
 VARIANT_SEPARATOR = ":"
+
+#: Image features asked for at once: views, and the augmentation that makes training views.
+FeatureRequest = tuple[tuple[int, ...], Augmentation]
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ class RunRequest:
     preset: str = "reference"
     overrides: dict[str, dict[str, str]] = field(default_factory=dict)
     rerun: bool = False
+    retries: int = 0  # times a failed group runs again in the same run
 
 
 @dataclass
@@ -73,6 +84,15 @@ class Summary:
     succeeded: int = 0
     failed: list[tuple[Cell, str]] = field(default_factory=list)
     rows: int = 0
+
+
+@dataclass
+class Outcome:
+    """What running one group gave: each run's rows, or the error that stopped the group."""
+
+    rows: list[list[dict[str, Any]]]
+    error: str = ""  # "ExceptionType: message" when the group failed
+    detail: str = ""  # the end of its traceback, for the failed rows
 
 
 def split_variant(name: str) -> tuple[str, str | None]:
@@ -190,7 +210,8 @@ class Runner:
             self._engine = Engine(backbone, FeatureCache(self.request.cache_dir, backbone))
         return self._engine
 
-    def run(self) -> Summary:
+    def run(self, executor: Executor | None = None) -> Summary:
+        """Run the planned cells not done yet; ``executor`` runs the groups (default: here)."""
         summary = Summary()
         groups = self.plan()
         done = set() if self.request.rerun else self.store.done_run_ids()
@@ -207,52 +228,67 @@ class Runner:
         self.progress(
             f"{summary.planned} runs planned, {summary.skipped} already done, {n_todo} to run"
         )
-        finished = 0
-        for group in todo:
-            ours = []
-            for cell in group:
-                if not self.store.claim(cell.run_id):
-                    continue  # another runner is on it
-                # A cell finished by another runner after our plan was made is not ours.
-                if not self.request.rerun and self.store.is_done(cell.run_id):
-                    self.store.release(cell.run_id)
+        queue = WorkQueue(self, todo, summary)
+        try:
+            for group, outcome in (executor or LocalExecutor()).execute(self, queue):
+                if outcome.error and queue.retry(group):
+                    self.progress(f"  failed: {outcome.error}; trying again")
                     continue
-                ours.append(cell)
-            summary.skipped += len(group) - len(ours)
-            finished += len(group) - len(ours)
-            if ours:
-                try:
-                    self._run_claimed(ours, summary, finished, n_todo)
-                finally:
-                    for cell in ours:
-                        self.store.release(cell.run_id)
-            finished += len(ours)
+                self._record(group, outcome, summary)
+                queue.finish(group)
+        finally:
+            queue.release_all()
         return summary
 
-    def _run_claimed(self, group: list[Cell], summary: Summary, finished: int, n_todo: int):
-        head = group[0]
-        label = (
-            f"{head.method} · {head.protocol} · {head.dataset} · {head.shots} shots · "
-            f"seeds {','.join(str(c.seed) for c in group)}"
-        )
-        self.progress(f"[{finished + len(group)}/{n_todo}] {label}")
+    def execute(self, group: list[Cell]) -> Outcome:
+        """Train and evaluate one claimed group; a method that raises gives a failed outcome."""
         try:
-            rows_per_run = self._run_group(group)
+            return Outcome(self._run_group(group))
         except UserError:
             raise
         except Exception as exc:  # a failing method must not stop the others
-            message = f"{type(exc).__name__}: {exc}"
-            detail = traceback.format_exc(limit=-3)
+            return Outcome([], f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=-3))
+
+    def _record(self, group: list[Cell], outcome: Outcome, summary: Summary) -> None:
+        """Write a finished group's result files: its rows, or one failed row per run."""
+        if outcome.error:
             for cell in group:
-                summary.failed.append((cell, message))
-                self.store.write_run(cell.run_id, [self._failed_row(cell, detail)])
-            self.progress(f"  failed: {message}")
-        else:
-            for cell, rows in zip(group, rows_per_run, strict=True):
-                self.store.write_run(cell.run_id, rows)
-                summary.rows += len(rows)
-                summary.succeeded += 1
-                self._announce(rows)
+                summary.failed.append((cell, outcome.error))
+                self.store.write_run(cell.run_id, [self._failed_row(cell, outcome.detail)])
+            self.progress(f"  failed: {outcome.error}")
+            return
+        for cell, rows in zip(group, outcome.rows, strict=True):
+            self.store.write_run(cell.run_id, rows)
+            summary.rows += len(rows)
+            summary.succeeded += 1
+            self._announce(rows)
+
+    def feature_needs(self, group: list[Cell]) -> dict[str, dict[FeatureRequest, list[Sample]]]:
+        """The image features a group reads, by dataset and (views, augmentation), for
+        extracting them ahead.
+
+        Every split is read in the test view. Methods trained by the shared loop (their
+        config has ``optimisation()``) also read their training images in its training views,
+        made by the training data's augmentation.
+        """
+        from benchmark.views import TEST_VIEW
+
+        head = group[0]
+        protocol = self.registry.protocols.get(head.protocol)
+        optimisation = getattr(head.config, "optimisation", None)
+        training = tuple(optimisation().views) if callable(optimisation) else ()
+        test = ((TEST_VIEW,), REFERENCE_AUGMENTATION)
+        needs: dict[str, dict[FeatureRequest, list[Sample]]] = {}
+        for cell in group:
+            plan = protocol.plan(cell.dataset, cell.shots, cell.seed, self.catalog)
+            train = needs.setdefault(cell.dataset, {})
+            train.setdefault(test, []).extend((*plan.train.samples, *plan.train.val))
+            if training:
+                views = (training, plan.train.augmentation)
+                train.setdefault(views, []).extend(plan.train.samples)
+            for split in plan.evals:
+                needs.setdefault(split.eval_dataset, {}).setdefault(test, []).extend(split.samples)
+        return needs
 
     def _announce(self, rows: list[dict[str, Any]]) -> None:
         try:
@@ -363,3 +399,99 @@ class Runner:
             train_seconds=float("nan"),
             eval_seconds=float("nan"),
         )
+
+
+def _label(group: list[Cell]) -> str:
+    head = group[0]
+    return (
+        f"{head.method} · {head.protocol} · {head.dataset} · {head.shots} shots · "
+        f"seeds {','.join(str(c.seed) for c in group)}"
+    )
+
+
+class WorkQueue:
+    """The groups an executor runs, each claimed when the executor takes it.
+
+    Taking a group claims its cells; cells another runner holds, or finished since the plan
+    was made, are left out. A failed group comes back, first in line, while it has retries
+    left (``RunRequest.retries``).
+    """
+
+    def __init__(self, runner: Runner, groups: list[list[Cell]], summary: Summary) -> None:
+        self.pending: deque[list[Cell]] = deque(groups)
+        self._runner = runner
+        self._summary = summary
+        self._total = sum(len(g) for g in groups)
+        self._taken = 0
+        self._again: deque[list[Cell]] = deque()
+        self._attempts: dict[str, int] = {}
+        self._held: dict[str, list[Cell]] = {}
+
+    def take(self) -> list[Cell] | None:
+        """The next group to run, claimed; ``None`` when there is none now."""
+        if self._again:
+            group = self._again.popleft()
+            self._runner.progress(f"[again] {_label(group)}")
+            return group
+        store = self._runner.store
+        while self.pending:
+            group = self.pending.popleft()
+            ours = []
+            for cell in group:
+                if not store.claim(cell.run_id):
+                    continue  # another runner is on it
+                # A cell finished by another runner after our plan was made is not ours.
+                if not self._runner.request.rerun and store.is_done(cell.run_id):
+                    store.release(cell.run_id)
+                    continue
+                ours.append(cell)
+            self._summary.skipped += len(group) - len(ours)
+            self._taken += len(group)
+            if ours:
+                self._held[ours[0].run_id] = ours
+                self._runner.progress(f"[{self._taken}/{self._total}] {_label(ours)}")
+                return ours
+        return None
+
+    def retry(self, group: list[Cell]) -> bool:
+        """Queue a failed group again if it has retries left; False if it has none."""
+        key = group[0].run_id
+        attempts = self._attempts.get(key, 0)
+        if attempts >= self._runner.request.retries:
+            return False
+        self._attempts[key] = attempts + 1
+        self._again.append(group)
+        return True
+
+    def finish(self, group: list[Cell]) -> None:
+        """Release the claims of a group whose results are written."""
+        del self._held[group[0].run_id]
+        for cell in group:
+            self._runner.store.release(cell.run_id)
+
+    def release_all(self) -> None:
+        """Release every claim still held (the run stopped or was interrupted)."""
+        for group in self._held.values():
+            for cell in group:
+                self._runner.store.release(cell.run_id)
+        self._held.clear()
+
+
+class Executor(Protocol):
+    """Runs the groups of a :class:`WorkQueue` and yields each with its outcome as it ends.
+
+    An executor takes groups with ``queue.take()`` until it returns ``None`` and nothing of
+    its own is still running (a failed group may be queued again meanwhile), runs each with
+    ``runner.execute`` wherever it likes, and yields ``(group, outcome)``; the runner writes
+    the results. A :class:`~benchmark.errors.UserError` raised by a group stops the run.
+    """
+
+    def execute(self, runner: Runner, queue: WorkQueue) -> Iterator[tuple[list[Cell], Outcome]]: ...
+
+
+class LocalExecutor:
+    """One group after the other, in this process."""
+
+    def execute(self, runner: Runner, queue: WorkQueue) -> Iterator[tuple[list[Cell], Outcome]]:
+        while (group := queue.take()) is not None:
+            yield group, runner.execute(group)

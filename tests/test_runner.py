@@ -164,3 +164,41 @@ def test_protocols_plan_the_expected_evaluations(toy_registry, tiny_backbone, tm
         ("domain_generalization", TOY_DATASET, TOY_DATASET),
         ("domain_generalization", TOY_DATASET, "toy_shift"),
     }
+
+
+class Flaky(Exploding):
+    """Fails its first training call (a lost GPU, say), then trains like NearestMean."""
+
+    name = "flaky"
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def train(self, runs, config, engine):
+        if not self.marker.exists():
+            self.marker.touch()
+            raise RuntimeError("CUDA error: device lost")
+        return NearestMean().train(runs, config, engine)
+
+
+class FlakyPlugin:
+    def __init__(self, marker):
+        self.marker = marker
+
+    @hookimpl
+    def register_methods(self, register):
+        register(MethodSpec("flaky", "fails once", Flaky(self.marker)))
+
+
+@pytest.mark.parametrize(("retries", "failed"), [(0, 2), (1, 0)])
+def test_retries_run_a_failed_group_again(toy_plugin, tiny_backbone, tmp_path, retries, failed):
+    registry = build_registry(
+        autoload=False, extra_plugins=[toy_plugin, FlakyPlugin(tmp_path / "failed-once")]
+    )
+    request = toy_request(tiny_backbone, tmp_path, methods=["flaky"], retries=retries)
+    progress: list[str] = []
+    summary = Runner(registry, request, progress=progress.append).run()
+    assert (len(summary.failed), summary.succeeded) == (failed, 2 - failed)
+    assert sum("trying again" in line for line in progress) == retries
+    table = pd.read_parquet(tmp_path / "results" / "runs")
+    assert len(table) == 2 and (table.status == ("failed" if failed else "ok")).all()

@@ -49,6 +49,11 @@ class Optimisation:
             squared_cosine=getattr(config, "squared_cosine", False),
         )
 
+    @property
+    def views(self) -> range:
+        """The cached training views the loop reads: view ``e`` in epoch ``e``."""
+        return range(self.epochs)
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -103,7 +108,7 @@ def fit(
     samples = [s for run in runs for s in run.samples]
     augmentation = runs[0].augmentation
     # one extraction pass for all epochs
-    engine.features.ensure(samples, range(opt.epochs), augmentation)
+    engine.features.ensure(samples, opt.views, augmentation)
     totals: dict[str, torch.Tensor] = {}
     steps = 0
     for epoch in tqdm(range(opt.epochs), desc="training", unit="epoch", leave=False):
