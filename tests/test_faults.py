@@ -202,17 +202,18 @@ def test_foreign_feature_shards_are_detected_and_rebuilt(tiny_engine, toy_root, 
     # Another backbone's shard of the same images, copied into our folder.
     other = FeatureCache(tmp_path / "other", Backbone(BackboneSpec(MODEL_NAME, None, CHECKPOINT)))
     other.features(samples)
-    (foreign,) = (other.folder / "test").glob("*.safetensors")
+    (foreign,) = other.view_folder(-1).glob("*.safetensors")
     cache = tmp_path / "c"
-    folder = FeatureCache(cache, tiny_engine.backbone).folder
-    target = folder / "test" / foreign.name
+    mine = FeatureCache(cache, tiny_engine.backbone)
+    target = mine.view_folder(-1) / foreign.name
     _rewrite_shard(foreign, target)
     # Our own test-view shard placed among the view-0 shards.
-    (own_test,) = (ours.folder / "test").glob("*.safetensors")
-    _rewrite_shard(own_test, folder / "view0" / own_test.name)
+    (own_test,) = ours.view_folder(-1).glob("*.safetensors")
+    _rewrite_shard(own_test, mine.view_folder(0) / own_test.name)
     # A shard whose metadata names another image transform.
-    (own_view0,) = (ours.folder / "view0").glob("*.safetensors")
-    _rewrite_shard(own_view0, folder / "view1" / "x.safetensors", transform="other-transform")
+    (own_view0,) = ours.view_folder(0).glob("*.safetensors")
+    stray = mine.view_folder(1) / "x.safetensors"
+    _rewrite_shard(own_view0, stray, transform="other-transform")
 
     fresh = FeatureCache(cache, tiny_engine.backbone)
     test, view0 = fresh.views(samples, [-1, 0])
@@ -224,7 +225,7 @@ def test_foreign_feature_shards_are_detected_and_rebuilt(tiny_engine, toy_root, 
     with safe_open(str(target), framework="pt") as handle:
         assert handle.metadata()["backbone"] == tiny_engine.backbone.fingerprint
     fresh.features(samples, view=1)
-    assert not (folder / "view1" / "x.safetensors").exists()
+    assert not stray.exists()
 
 
 # -- nothing untrusted is unpickled ----------------------------------------------------------

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.datasets.spec import Sample
+from benchmark.datasets.spec import REFERENCE_AUGMENTATION, Sample
 from benchmark.features import FeatureCache, image_key
 from benchmark.leaderboard import leaderboard
 from benchmark.prompting.text import PromptEncoder
@@ -51,13 +51,15 @@ def cached(tiny_engine, tmp_path) -> list[Sample]:
         samples.append(Sample(str(path), i % 10, ""))
     cache = tiny_engine.features
     features = torch.randn(CACHED_IMAGES, tiny_engine.backbone.embed_dim)
-    cache._write_shard(0, [image_key(s.path) for s in samples], features)
+    cache._write_shard(
+        cache._slot(0, REFERENCE_AUGMENTATION), [image_key(s.path) for s in samples], features
+    )
     return samples
 
 
 def test_feature_cache_cold_read(benchmark, tiny_engine, cached) -> None:
     """A fresh cache reading one view of every image from its shard (a new cell's first read)."""
-    root = tiny_engine.features.folder.parents[2]
+    root = tiny_engine.features.folder.parents[1]
 
     def read() -> torch.Tensor:
         return FeatureCache(root, tiny_engine.backbone).features(cached, view=0)
