@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from vlprompt_methods.coop import QUICK_EPOCHS
+from vlprompt_methods.coop import for_preset
 from vlprompt_methods.kgcoop import initial_context
 from vlprompt_methods.scoop import ce_losses
 
@@ -126,9 +126,8 @@ class GCSCoOp:
         return {"default": {"rho": 0.1, "beta1": 0.5, "beta2": 0.8}}
 
     def config(self, setting: Setting) -> Config:
-        epochs = 200 if setting.preset == "reference" else QUICK_EPOCHS
         rho, beta1, beta2 = TABLE4.get(setting.dataset, (0.1, 0.5, 0.8))
-        return Config(rho=rho, beta1=beta1, beta2=beta2, epochs=epochs)
+        return for_preset(Config(rho=rho, beta1=beta1, beta2=beta2, epochs=200), setting)
 
     def train(self, runs: Sequence[TrainData], config: Config, engine: Engine):
         ctx = initial_context(config.ctx_init, config.n_ctx, runs, engine)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from vlprompt_methods.coop import QUICK_EPOCHS
+from vlprompt_methods.coop import for_preset
 from vlprompt_methods.zeroshot import class_text_features
 
 from benchmark.engine import Engine
@@ -97,7 +97,7 @@ class KgCoOp:
         return {"squared_cosine": {"squared_cosine": True}}
 
     def config(self, setting: Setting) -> Config:
-        return Config(epochs=100 if setting.preset == "reference" else QUICK_EPOCHS)
+        return for_preset(Config(epochs=100), setting)
 
     def train(self, runs: Sequence[TrainData], config: Config, engine: Engine):
         classes = runs[0].classes

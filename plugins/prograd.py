@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from vlprompt_methods.coop import QUICK_EPOCHS, reference_epochs
+from vlprompt_methods.coop import for_preset, reference_epochs
 from vlprompt_methods.zeroshot import class_text_features
 
 from benchmark.engine import Engine
@@ -124,18 +124,13 @@ class ProGrad:
         return {"ensemble": {"ensemble": True}}
 
     def config(self, setting: Setting) -> Config:
-        reference = setting.preset == "reference"
         lambda_ = 1.0
         if setting.shots in (8, 16) and setting.dataset in LOW_LAMBDA_DATASETS:
             lambda_ = 0.8
-        if not reference:
-            epochs = QUICK_EPOCHS
-        elif setting.protocol == "few_shot":
-            epochs = reference_epochs(setting)
-        else:
-            epochs = 100
+        epochs = reference_epochs(setting) if setting.protocol == "few_shot" else 100
         init = PROGRAD_INIT.get(setting.dataset, DEFAULT_INIT)
-        return Config(n_ctx=16, ctx_init=init, lambda_=lambda_, epochs=epochs)
+        config = Config(n_ctx=16, ctx_init=init, lambda_=lambda_, epochs=epochs)
+        return for_preset(config, setting)
 
     def train(self, runs: Sequence[TrainData], config: Config, engine: Engine):
         classes = runs[0].classes

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vlprompt_methods.coop import QUICK_EPOCHS, cross_entropy
+from vlprompt_methods.coop import cross_entropy, for_preset
 from vlprompt_methods.kgcoop import initial_context
 
 from benchmark.engine import Engine
@@ -76,8 +76,7 @@ class SCoOp:
         return {}
 
     def config(self, setting: Setting) -> Config:
-        epochs = 200 if setting.preset == "reference" else QUICK_EPOCHS
-        return Config(rho=SCOOP_RHO.get(setting.dataset, 0.1), epochs=epochs)
+        return for_preset(Config(rho=SCOOP_RHO.get(setting.dataset, 0.1), epochs=200), setting)
 
     def train(self, runs: Sequence[TrainData], config: Config, engine: Engine):
         ctx = initial_context(config.ctx_init, config.n_ctx, runs, engine)
