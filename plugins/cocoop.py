@@ -10,10 +10,11 @@ Algorithm (per step, per run):
 4. the loss is cross-entropy; context and meta-net are learned together by plain SGD.
 
 Presets follow the reference code: init "a photo of a" (M = 4), batch 1, 10 epochs, every
-protocol (16 shots); the quick preset uses batch 4 and 1 epoch at lr 0.02. The meta-net's weights carry
-the run as leading dimension (S, ...) and are initialised like ``nn.Linear`` (kaiming-uniform
-weights, uniform bias, bound 1/sqrt(fan_in)) from a generator seeded by the run's seed; the
-reference draws from the global RNG, so the distribution matches but the draw differs.
+protocol (16 shots); the quick preset uses batch 4 and 1 epoch at lr 0.02. The meta-net's
+weights carry the run as leading dimension (S, ...) and are initialised like ``nn.Linear``
+(kaiming-uniform weights, uniform bias, bound 1/sqrt(fan_in)) from a generator seeded by the
+run's seed; the reference draws from the global RNG, so the distribution matches but the draw
+differs.
 Scoring builds text features per image, in chunks of about CHUNK_PROMPTS prompts.
 Deviation: fp32 master weights (bf16 autocast on GPU) instead of pure fp16.
 """
