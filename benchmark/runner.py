@@ -22,7 +22,7 @@ import platform
 import subprocess
 import time
 import traceback
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -41,6 +41,8 @@ from benchmark.registry import Registry
 from benchmark.results import ResultStore
 
 VARIANT_SEPARATOR = ":"
+#: Trained classifiers kept for protocols that train on the same data (see Runner._train).
+TRAINED_KEPT = 32
 
 #: Image features asked for at once: views, and the augmentation that makes training views.
 FeatureRequest = tuple[tuple[int, ...], Augmentation]
@@ -130,6 +132,7 @@ class Runner:
         context = DataContext(request.data_root, request.cache_dir)
         self.catalog = DatasetCatalog(registry.datasets, context, request.datasets)
         self._engine = None
+        self._trained: OrderedDict[tuple, tuple[list[Any], float]] = OrderedDict()
 
     # -- planning -------------------------------------------------------------------------
 
@@ -312,16 +315,34 @@ class Runner:
         for i, plan in enumerate(plans):
             by_size.setdefault(len(plan.train.samples), []).append(i)
         classifiers: list[Any] = [None] * len(group)
-        start = time.perf_counter()
+        seconds = [0.0] * len(group)
         for indices in by_size.values():
-            trained = method.train([plans[i].train for i in indices], head.config, engine)
+            runs = tuple(plans[i].train for i in indices)
+            trained, elapsed = self._train(head.method, method, runs, head.config, engine)
             for i, classifier in zip(indices, trained, strict=True):
-                classifiers[i] = classifier
-        train_seconds = (time.perf_counter() - start) / len(group)
+                classifiers[i], seconds[i] = classifier, elapsed / len(indices)
         return [
             self._evaluate(cell, plan, classifier, train_seconds)
-            for cell, plan, classifier in zip(group, plans, classifiers, strict=True)
+            for cell, plan, classifier, train_seconds in zip(
+                group, plans, classifiers, seconds, strict=True
+            )
         ]
+
+    def _train(self, name: str, method, runs: tuple, config, engine) -> tuple[list[Any], float]:
+        """The method's classifiers for ``runs`` and the seconds their training took.
+
+        Protocols that train on the same data (cross-dataset and domain generalisation both
+        train on the source) get the classifiers already trained for it in this process:
+        the same method, configuration and training data give the same model.
+        """
+        key = (name, config_json(config), runs)
+        if key not in self._trained:
+            start = time.perf_counter()
+            trained = method.train(list(runs), config, engine)
+            self._trained[key] = (trained, time.perf_counter() - start)
+            while len(self._trained) > TRAINED_KEPT:
+                self._trained.popitem(last=False)
+        return self._trained[key]
 
     def _evaluate(self, cell: Cell, plan: Plan, classifier, train_seconds: float):
         import torch

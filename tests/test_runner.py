@@ -202,3 +202,41 @@ def test_retries_run_a_failed_group_again(toy_plugin, tiny_backbone, tmp_path, r
     assert sum("trying again" in line for line in progress) == retries
     table = pd.read_parquet(tmp_path / "results" / "runs")
     assert len(table) == 2 and (table.status == ("failed" if failed else "ok")).all()
+
+
+class CountingNearestMean(NearestMean):
+    """NearestMean that counts its training calls."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def train(self, runs, config, engine):
+        self.calls += 1
+        return super().train(runs, config, engine)
+
+
+def test_protocols_training_on_the_same_data_train_once(toy_plugin, tiny_backbone, tmp_path):
+    method = CountingNearestMean()
+
+    class Plugin:
+        @hookimpl
+        def register_methods(self, register):
+            register(MethodSpec("counting", "counts its training calls", method))
+
+    registry = build_registry(autoload=False, extra_plugins=[toy_plugin, Plugin()])
+    request = toy_request(
+        tiny_backbone,
+        tmp_path,
+        methods=["counting"],
+        protocols=["cross_dataset", "domain_generalization"],
+        datasets=[TOY_DATASET, "toy_target", "toy_shift"],
+        seeds=[1],
+    )
+    summary = Runner(registry, request, progress=lambda m: None).run()
+    assert summary.failed == [] and summary.succeeded == 2
+    assert method.calls == 1  # the source model of cross-dataset serves domain generalisation
+    table = pd.read_parquet(tmp_path / "results" / "runs")
+    assert set(table.protocol) == {"cross_dataset", "domain_generalization"}
+    assert table.groupby("protocol").train_seconds.first().nunique() == 1
