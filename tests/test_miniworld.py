@@ -136,3 +136,15 @@ def test_shipped_checkpoint_loads_through_open_clip():
         text = model.encode_text(tokens)
     assert image.shape == text.shape == (2, 128)
     assert torch.isfinite(image).all() and torch.isfinite(text).all()
+
+
+def test_training_views_keep_the_labels():
+    """Left and right are labels of mini_positions: its views are never flipped; every mini
+    dataset crops at most 10% of the area away, so the shape that is the class stays."""
+    from benchmark.registry import build_registry
+
+    registry = build_registry(autoload=False)
+    for name in plugin.DATASETS:
+        augmentation = registry.datasets.get(name).augmentation
+        assert augmentation.flip == (name != "mini_positions")
+        assert augmentation.crop_scale[0] >= 0.9
