@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.datasets.standard import TRAINED_ON
 from benchmark.errors import DataError
 
 __all__ = [
@@ -64,21 +65,7 @@ AVERAGE = "average"
 PUBLISHED_PRETRAINED = "openai"
 """The weights every published number was produced with."""
 
-_ELEVEN = frozenset(
-    {
-        "imagenet",
-        "caltech101",
-        "oxford_pets",
-        "stanford_cars",
-        "oxford_flowers",
-        "food101",
-        "fgvc_aircraft",
-        "sun397",
-        "dtd",
-        "eurosat",
-        "ucf101",
-    }
-)
+_ELEVEN = frozenset(TRAINED_ON)
 AVERAGED_OVER: dict[str, frozenset[str]] = {
     "few_shot": _ELEVEN,
     "base_to_new": _ELEVEN,

@@ -175,6 +175,8 @@ _ENTRIES: tuple[_Entry, ...] = (
 )
 
 FOLDERS: dict[str, str] = {e.name: e.folder for e in _ENTRIES}
+#: The eleven datasets the papers train on (ImageNet and the ten cross-dataset targets).
+TRAINED_ON: tuple[str, ...] = tuple(e.name for e in _ENTRIES if e.role != "shift")
 
 
 # -- helpers ---------------------------------------------------------------------------------
