@@ -99,9 +99,13 @@ class FeatureCache:
     def _slot(self, view: int, augmentation: Augmentation) -> Slot:
         return transform_id(self.backbone.image_size, view, augmentation), view
 
-    def view_folder(self, view: int, augmentation: Augmentation = REFERENCE_AUGMENTATION) -> Path:
-        transform, _ = self._slot(view, augmentation)
+    def _folder(self, slot: Slot) -> Path:
+        transform, view = slot
         return self.folder / transform / _view_name(view)
+
+    def view_folder(self, view: int, augmentation: Augmentation = REFERENCE_AUGMENTATION) -> Path:
+        """The folder of the shards of ``view`` made with ``augmentation``."""
+        return self._folder(self._slot(view, augmentation))
 
     def _meta(self, slot: Slot) -> dict[str, str]:
         transform, view = slot
@@ -111,7 +115,7 @@ class FeatureCache:
         if slot in self._index:
             return self._index[slot]
         index: dict[str, torch.Tensor] = {}
-        folder = self.folder / slot[0] / _view_name(slot[1])
+        folder = self._folder(slot)
         expected = self._meta(slot)
         for shard in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
             try:
@@ -232,7 +236,7 @@ class FeatureCache:
             self._index[slot].update(zip(done_keys, features, strict=True))
 
     def _write_shard(self, slot: Slot, keys: list[str], features: torch.Tensor) -> None:
-        folder = self.folder / slot[0] / _view_name(slot[1])
+        folder = self._folder(slot)
         folder.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
         meta = dict(self._meta(slot), keys=json.dumps(keys), checksum=_checksum(features))

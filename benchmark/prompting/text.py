@@ -161,11 +161,16 @@ class PromptEncoder:
         self.suffix = embedded[:, 1 + n_ctx :]  # class name, ".", [EOT], cut padding
         self.n_classes = len(classnames)
 
-    def embeddings(self, ctx: torch.Tensor) -> torch.Tensor:
-        """Prompt embeddings (*lead, K, L, d) for context ``ctx`` of shape (*lead, 1|K, M, d)."""
+    def _shape(self, ctx: torch.Tensor) -> tuple[int, ...]:
+        """(*lead, M, d) of a context (*lead, 1|K, M, d) built for this encoder's M."""
         *lead, _, m, d = ctx.shape
         if m != self.n_ctx:
             raise ValueError(f"context has {m} tokens, this encoder was built for {self.n_ctx}")
+        return (*lead, m, d)
+
+    def embeddings(self, ctx: torch.Tensor) -> torch.Tensor:
+        """Prompt embeddings (*lead, K, L, d) for context ``ctx`` of shape (*lead, 1|K, M, d)."""
+        *lead, m, d = self._shape(ctx)
         k = self.n_classes
         return torch.cat(
             [
@@ -179,9 +184,7 @@ class PromptEncoder:
     def __call__(self, ctx: torch.Tensor) -> torch.Tensor:
         """Text features (*lead, K, D): one context per class (``1``) or per class (``K``)."""
         if ctx.shape[-3] == 1 and self.tower.shares_prefixes:
-            *lead, _, m, d = ctx.shape
-            if m != self.n_ctx:
-                raise ValueError(f"context has {m} tokens, this encoder was built for {self.n_ctx}")
+            *lead, m, d = self._shape(ctx)
             prefixes = torch.cat([self.prefix[0].expand(*lead, 1, d), ctx[..., 0, :, :]], dim=-2)
             features = self.tower.encode_shared(
                 prefixes.reshape(-1, 1 + m, d), self.suffix, self.eot - (1 + m)
