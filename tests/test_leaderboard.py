@@ -257,33 +257,6 @@ def test_leaderboard_separates_backbones_and_shots() -> None:
     assert leaderboard(frame(rows), protocol="base_to_new") == ""
 
 
-def test_renders_100k_rows() -> None:
-    """100k rows render one table per shot count (the time is measured by the
-    leaderboard micro-benchmark in tests/benchmarks, not here)."""
-    rng = np.random.default_rng(0)
-    n = 100_000
-    methods = [f"m{i}" for i in range(8)]
-    datasets = [f"d{i}" for i in range(11)]
-    df = pd.DataFrame(
-        {
-            "method": rng.choice(methods, n),
-            "protocol": "few_shot",
-            "dataset": rng.choice(datasets, n),
-            "split": "all",
-            "shots": rng.choice([1, 2, 4, 8, 16], n),
-            "seed": rng.choice([1, 2, 3], n),
-            "backbone": "ViT-B-16",
-            "pretrained": "openai",
-            "metric": "accuracy",
-            "value": rng.uniform(0, 100, n),
-            "status": "ok",
-        }
-    )
-    df["eval_dataset"] = df["dataset"]
-    text = leaderboard(df)
-    assert text.count("## few_shot") == 5
-
-
 # -- golden renderings ---------------------------------------------------------------------
 
 
