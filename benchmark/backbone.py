@@ -9,6 +9,7 @@ run in fp32. Features leave this module in fp32.
 from __future__ import annotations
 
 import hashlib
+import logging
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +98,7 @@ class Backbone:
             path = Path(spec.checkpoint)
             if not path.is_file():
                 raise UserError(f"checkpoint file not found: {path}", EXIT_ENVIRONMENT)
-            model = open_clip.create_model(spec.name, pretrained=None, load_weights=False)
+            model = _architecture(open_clip, spec.name)
             _load_checkpoint(model, path)
             return model
         if spec.pretrained and (spec.name, spec.pretrained) not in open_clip.list_pretrained():
@@ -107,7 +108,7 @@ class Backbone:
                 f"valid tags: {', '.join(tags) or 'none (use --checkpoint FILE)'}"
             )
         if not spec.pretrained:
-            return open_clip.create_model(spec.name, pretrained=None, load_weights=False)
+            return _architecture(open_clip, spec.name)
         try:
             return open_clip.create_model(spec.name, pretrained=spec.pretrained)
         except Exception as exc:  # the hub download failed: no network, or no such file
@@ -141,6 +142,21 @@ class Backbone:
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         return self.tokenizer(texts).to(self.device)
+
+
+def _no_weights_warning(record: logging.LogRecord) -> bool:
+    return "No pretrained weights loaded" not in record.getMessage()
+
+
+def _architecture(open_clip, name: str) -> nn.Module:
+    """The randomly initialised model; open_clip's warning that no weights were loaded is
+    dropped (the caller loads a checkpoint, or asked for random weights)."""
+    root = logging.getLogger()
+    root.addFilter(_no_weights_warning)
+    try:
+        return open_clip.create_model(name, pretrained=None, load_weights=False)
+    finally:
+        root.removeFilter(_no_weights_warning)
 
 
 def _load_checkpoint(model: nn.Module, path: Path) -> None:

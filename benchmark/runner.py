@@ -22,6 +22,7 @@ import platform
 import subprocess
 import time
 import traceback
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -133,6 +134,9 @@ class Runner:
         self.catalog = DatasetCatalog(registry.datasets, context, request.datasets)
         self._engine = None
         self._trained: OrderedDict[tuple, tuple[list[Any], float]] = OrderedDict()
+        self._scored: weakref.WeakKeyDictionary[Any, dict[tuple, float]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # -- planning -------------------------------------------------------------------------
 
@@ -345,22 +349,15 @@ class Runner:
         return self._trained[key]
 
     def _evaluate(self, cell: Cell, plan: Plan, classifier, train_seconds: float):
-        import torch
-
-        engine = self.engine
         start = time.perf_counter()
         measured: list[tuple[str, str, str, float, int]] = []
         accuracy: dict[tuple[str, str], float] = {}
         for split in plan.evals:
             if not split.samples:
                 continue
-            features = engine.features.features(split.samples)
-            with torch.no_grad():
-                scores = classifier.scores(features, split.classes)
-            if scores is None:
+            acc = self._accuracy(classifier, split)
+            if acc is None:
                 continue  # this method cannot score these classes: no row, not a wrong one
-            labels = torch.tensor([s.label for s in split.samples], device=scores.device)
-            acc = 100.0 * float((scores.argmax(dim=-1) == labels).float().mean())
             accuracy[split.eval_dataset, split.split] = acc
             measured.append((split.eval_dataset, split.split, "accuracy", acc, len(split.samples)))
         protocol = self.registry.protocols.get(cell.protocol)
@@ -383,6 +380,28 @@ class Runner:
             )
             for eval_dataset, split, metric, value, n_eval in measured
         ]
+
+    def _accuracy(self, classifier, split) -> float | None:
+        """Top-1 accuracy (%) of ``classifier`` on ``split``, None if it cannot score its
+        classes. A classifier kept for several protocols scores each split once (the source's
+        test split is evaluated by few-shot, cross-dataset and domain generalisation alike)."""
+        import torch
+
+        key = (split.eval_dataset, split.split, split.classes.names, split.samples)
+        try:
+            known = self._scored.setdefault(classifier, {})
+        except TypeError:  # a classifier that cannot be weakly referenced: no memo
+            known = {}
+        if key not in known:
+            features = self.engine.features.features(split.samples)
+            with torch.no_grad():
+                scores = classifier.scores(features, split.classes)
+            if scores is None:
+                known[key] = None
+            else:
+                labels = torch.tensor([s.label for s in split.samples], device=scores.device)
+                known[key] = 100.0 * float((scores.argmax(dim=-1) == labels).float().mean())
+        return known[key]
 
     def _base_row(self, cell: Cell, status: str, error: str) -> dict[str, Any]:
         provider = self.registry.methods.provider(split_variant(cell.method)[0])

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from vlprompt_methods.coop import QUICK_LR
+from vlprompt_methods.coop import QUICK
 from vlprompt_methods.kgcoop import initial_context
 
 from benchmark.engine import Engine
@@ -51,6 +51,7 @@ class Config:
     lr: float = 0.002
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    views: int = 0  # augmented views cycled through; 0: a new one each epoch (reference)
 
     def optimisation(self) -> Optimisation:
         return Optimisation.of(self)
@@ -129,7 +130,7 @@ class CoCoOp:
     def config(self, setting: Setting) -> Config:
         if setting.preset == "reference":
             return Config()
-        return Config(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, lr=QUICK_LR)
+        return Config(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, lr=QUICK["lr"])
 
     def train(self, runs: Sequence[TrainData], config: Config, engine: Engine):
         ctx = initial_context(config.ctx_init, config.n_ctx, runs, engine)

@@ -18,7 +18,8 @@ instead of scikit-learn's 1e-4), so it runs on the GPU; weights agree with sciki
 the optimiser's tolerance, not bit for bit. When a run has no validation samples, C is
 chosen on the training split (diagnostic ``linear_probe_selected_on_train`` = 1).
 
-The quick preset caps each fit at 100 L-BFGS iterations (23 fits per run).
+The quick preset caps each fit at 100 L-BFGS iterations and bisects 4 times, not 8 (15
+fits per run instead of 23).
 The classifier scores only the classes it was trained on: for any other class list
 ``scores`` returns None (no result rather than a wrong one).
 """
@@ -37,7 +38,7 @@ from benchmark.method import Setting
 from benchmark.protocol import Classes, TrainData
 
 SEARCH_GRID = (1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6)
-QUICK_MAX_ITER = 100  # the quick preset's cap on L-BFGS iterations per fit
+QUICK = {"max_iter": 100, "bisection_steps": 4}  # the quick preset
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ class LinearProbe:
         return {}
 
     def config(self, setting: Setting) -> Config:
-        return Config() if setting.preset == "reference" else Config(max_iter=QUICK_MAX_ITER)
+        return Config() if setting.preset == "reference" else Config(**QUICK)
 
     def train(self, runs: Sequence[TrainData], config: Config, engine: Engine):
         classifiers = []

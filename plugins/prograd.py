@@ -25,6 +25,7 @@ domain generalisation): ProGrad's public base-to-new script (rn50_ep100, N_CTX 1
 M = 16 tail-initialised context, batch 32, 100 epochs for every dataset. (The paper's text
 says M = 4 for these settings; the public code that made the numbers uses 16.)
 The ``ensemble`` preset (ProGrad++) uses the CLIP++ ensemble zero-shot features as teacher.
+The quick preset drops the leading zeros (M = the phrase's tokens), see ``coop.QUICK``.
 Deviation: fp32 master weights (bf16 autocast on GPU) instead of pure fp16.
 """
 
@@ -60,7 +61,7 @@ LOW_LAMBDA_DATASETS = ("oxford_flowers", "dtd", "eurosat")
 
 @dataclass(frozen=True)
 class Config:
-    n_ctx: int = 16
+    n_ctx: int = 16  # 0: as many as the init phrase has tokens (no zeros)
     ctx_init: str = DEFAULT_INIT  # its embeddings are the LAST tokens, the first ones zeros
     lambda_: float = 1.0
     ensemble: bool = False  # ProGrad++: the CLIP++ ensemble teacher
@@ -69,6 +70,7 @@ class Config:
     lr: float = 0.002
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    views: int = 0  # augmented views cycled through; 0: a new one each epoch (reference)
 
     def optimisation(self) -> Optimisation:
         return Optimisation.of(self)
@@ -129,14 +131,16 @@ class ProGrad:
             lambda_ = 0.8
         epochs = reference_epochs(setting) if setting.protocol == "few_shot" else 100
         init = PROGRAD_INIT.get(setting.dataset, DEFAULT_INIT)
-        config = Config(n_ctx=16, ctx_init=init, lambda_=lambda_, epochs=epochs)
+        # the quick preset's few epochs start from the phrase alone, as the rest of the family
+        n_ctx = 16 if setting.preset == "reference" else 0
+        config = Config(n_ctx=n_ctx, ctx_init=init, lambda_=lambda_, epochs=epochs)
         return for_preset(config, setting)
 
     def train(self, runs: Sequence[TrainData], config: Config, engine: Engine):
         classes = runs[0].classes
         ctx = tail_phrase_context(engine.tower, config.ctx_init, config.n_ctx, len(runs))
         ctx = ctx.to(engine.device)
-        encoder = PromptEncoder(engine.tower, classes.names, config.n_ctx)
+        encoder = PromptEncoder(engine.tower, classes.names, ctx.shape[-2])
         zeroshot = class_text_features(engine, classes, config.ensemble).to(engine.device)
         scale = engine.backbone.logit_scale
 

@@ -47,6 +47,7 @@ class Config:
     lr: float = 0.002
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    views: int = 0  # augmented views cycled through; 0: a new one each epoch (reference)
 
     def optimisation(self) -> Optimisation:
         return Optimisation.of(self)

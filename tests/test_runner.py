@@ -205,16 +205,26 @@ def test_retries_run_a_failed_group_again(toy_plugin, tiny_backbone, tmp_path, r
 
 
 class CountingNearestMean(NearestMean):
-    """NearestMean that counts its training calls."""
+    """NearestMean that counts its training calls and the datasets its classifiers score."""
 
     name = "counting"
 
     def __init__(self) -> None:
         self.calls = 0
+        self.scored: list[str] = []
 
     def train(self, runs, config, engine):
         self.calls += 1
-        return super().train(runs, config, engine)
+        classifiers = super().train(runs, config, engine)
+        for classifier in classifiers:
+            scores = classifier.scores
+
+            def counted(features, classes, scores=scores):
+                self.scored.append(classes.dataset)
+                return scores(features, classes)
+
+            classifier.scores = counted
+        return classifiers
 
 
 def test_protocols_training_on_the_same_data_train_once(toy_plugin, tiny_backbone, tmp_path):
@@ -237,6 +247,8 @@ def test_protocols_training_on_the_same_data_train_once(toy_plugin, tiny_backbon
     summary = Runner(registry, request, progress=lambda m: None).run()
     assert summary.failed == [] and summary.succeeded == 2
     assert method.calls == 1  # the source model of cross-dataset serves domain generalisation
+    # ... and scores the source's test split once for both
+    assert sorted(method.scored) == sorted([TOY_DATASET, "toy_target", "toy_shift"])
     table = pd.read_parquet(tmp_path / "results" / "runs")
     assert set(table.protocol) == {"cross_dataset", "domain_generalization"}
     assert table.groupby("protocol").train_seconds.first().nunique() == 1

@@ -11,8 +11,10 @@ Layout written under ``root`` (one folder per dataset, as CoOp's datasets)::
     <root>/VERSION                              written last: the done-marker
 
 The concepts of the world (colours, shapes, fill patterns, counts, positions, sizes) and the
-rendering styles (photo, sketch, noisy, pixel art) are shared with the pretraining captions
-of :mod:`benchmark.miniworld.pretrain`, which draws its images with the same renderers.
+rendering styles (photo, plain, cartoon, sketch, noisy, pixel art) are shared with the
+pretraining captions of :mod:`benchmark.miniworld.pretrain`, which draws its images with the
+same renderers. The datasets draw some styles harder than pretraining did (``Item.level``:
+more noise and clutter, coarser pixels), as benchmark images differ from web captions.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 #: Bump when anything changes what is generated; a cache with another version is rebuilt.
-VERSION = "miniworld-4"
+VERSION = "miniworld-5"
 SEED = 2024
 SIZE = 32  # stored image size (the tiny CLIP's input size)
 SS = 4  # supersampling factor of the renderer
@@ -48,7 +50,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 SHAPES = (
     "circle", "square", "triangle", "star", "heart", "cross",
-    "diamond", "ring", "arrow", "crescent", "hexagon", "rectangle",
+    "diamond", "ring", "arrow", "crescent", "bolt", "rectangle",
 )  # fmt: skip
 PLURAL = {s: ("crosses" if s == "cross" else s + "s") for s in SHAPES}
 PATTERNS = ("striped", "dotted", "checkered", "zigzag")
@@ -61,7 +63,7 @@ POSITION_PHRASE = {
     "bottom": "{} at the bottom",
 }
 SIZES = {"small": (0.12, 0.17), "large": (0.36, 0.44)}
-STYLES = ("photo", "plain", "sketch", "noisy", "pixel")
+STYLES = ("photo", "plain", "cartoon", "sketch", "noisy", "pixel")
 
 SOURCE_CLASSES = tuple((c, s) for c in COLOURS for s in SHAPES)  # 120 classes "red circle"
 
@@ -79,8 +81,9 @@ def _polygon(shape: str) -> list[tuple[float, float]] | None:
         return [(0.0, -1.0), (0.95, 0.75), (-0.95, 0.75)]
     if shape == "diamond":
         return [(0.0, -1.0), (0.62, 0.0), (0.0, 1.0), (-0.62, 0.0)]
-    if shape == "hexagon":
-        return [(math.cos(a), math.sin(a)) for a in np.arange(6) * math.pi / 3]
+    if shape == "bolt":  # a lightning bolt
+        return [(-0.15, -1), (0.65, -1), (0.2, -0.2), (0.7, -0.2), (-0.4, 1), (-0.05, 0.1),
+                (-0.6, 0.1)]  # fmt: skip
     if shape == "star":
         pts = []
         for k in range(10):
@@ -180,13 +183,15 @@ def _jitter(colour, rng: np.random.Generator, amount: float = 18.0) -> np.ndarra
     return np.clip(np.asarray(colour, np.float32) + rng.normal(0, amount, 3), 0, 255)
 
 
-def _finish(canvas: np.ndarray, style: str, rng: np.random.Generator) -> Image.Image:
+def _finish(
+    canvas: np.ndarray, style: str, rng: np.random.Generator, level: float = 1.0
+) -> Image.Image:
     """Downsample the supersampled canvas and apply the style's post-processing."""
     img = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8)).resize(
         (SIZE, SIZE), Image.Resampling.BOX
     )
     if style == "pixel":
-        k = 10
+        k = round(10 / level)
         img = img.resize((k, k), Image.Resampling.BOX).resize(
             (SIZE, SIZE), Image.Resampling.NEAREST
         )
@@ -194,7 +199,7 @@ def _finish(canvas: np.ndarray, style: str, rng: np.random.Generator) -> Image.I
         arr = np.round(arr / 64) * 64  # a small palette
         img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     elif style == "noisy":
-        arr = np.asarray(img, dtype=np.float32) + rng.normal(0, 40, (SIZE, SIZE, 3))
+        arr = np.asarray(img, dtype=np.float32) + rng.normal(0, 40 * level, (SIZE, SIZE, 3))
         img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     elif style == "photo":
         arr = np.asarray(img, dtype=np.float32) + rng.normal(0, 6, (SIZE, SIZE, 3))
@@ -215,6 +220,7 @@ class Item:
     style: str = "photo"
     texture: bool = False  # a full-image texture instead of shapes
     grain: float = 1.0  # pattern period relative to the pretraining's
+    level: float = 1.0  # strength of the noisy and pixel styles relative to the pretraining's
 
 
 def render(item: Item, rng: np.random.Generator) -> Image.Image:
@@ -224,12 +230,14 @@ def render(item: Item, rng: np.random.Generator) -> Image.Image:
     style = item.style
     if style == "sketch":
         canvas = np.full((BIG, BIG, 3), rng.uniform(235, 255), np.float32)
+    elif style == "cartoon":  # a flat pastel background
+        canvas = np.broadcast_to(rng.uniform(205, 250, size=3), (BIG, BIG, 3)).astype(np.float32)
     elif style == "plain":
         canvas = np.full((BIG, BIG, 3), rng.uniform(200, 245), np.float32)
     else:
         canvas = _background(rng, tuple(int(c) for c in colour))
     if style == "noisy":  # clutter: grey distractor blobs
-        for _ in range(rng.integers(2, 5)):
+        for _ in range(round(rng.integers(2, 5) * item.level)):
             m = shape_mask(
                 str(rng.choice(["circle", "square"])),
                 rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.12), 0.0,
@@ -240,7 +248,7 @@ def render(item: Item, rng: np.random.Generator) -> Image.Image:
         ink = pattern(item.fill, rng, scale=item.grain)
         ground = np.full(3, rng.uniform(225, 250), np.float32)
         canvas = _paint(np.broadcast_to(ground, canvas.shape).copy(), ink, colour)
-        return _finish(canvas, style, rng)
+        return _finish(canvas, style, rng, item.level)
 
     n = item.count
     if n == 1:
@@ -263,6 +271,10 @@ def render(item: Item, rng: np.random.Generator) -> Image.Image:
         if style == "sketch":
             canvas = _paint(canvas, outline(mask), colour)
             continue
+        if style == "cartoon":  # flat fill inside a thick dark outline
+            canvas = _paint(canvas, mask, colour)
+            canvas = _paint(canvas, outline(mask, 2 * SS + 3), np.full(3, 25.0))
+            continue
         if item.fill != "solid":
             mask_ink = mask * pattern(item.fill, rng)
             canvas = _paint(canvas, mask, np.full(3, 250.0))
@@ -275,7 +287,7 @@ def render(item: Item, rng: np.random.Generator) -> Image.Image:
                 canvas = canvas * (1 - mask[..., None]) + col * mask[..., None]
             else:
                 canvas = _paint(canvas, mask, colour)
-    return _finish(canvas, style, rng)
+    return _finish(canvas, style, rng, item.level)
 
 
 def _spread(n: int, r: float, rng: np.random.Generator) -> list[tuple[float, float]]:
@@ -313,8 +325,8 @@ class MiniDataset:
         return self.name
 
 
-def _source_items(style: str, classes=SOURCE_CLASSES) -> tuple[Item, ...]:
-    return tuple(Item(shape=s, colour=c, style=style) for c, s in classes)
+def _source_items(style: str, classes=SOURCE_CLASSES, level: float = 1.0) -> tuple[Item, ...]:
+    return tuple(Item(shape=s, colour=c, style=style, level=level) for c, s in classes)
 
 
 def _names(classes) -> tuple[str, ...]:
@@ -347,28 +359,29 @@ def datasets(scale: float = 1.0) -> tuple[MiniDataset, ...]:
     siz = [(z, s) for z in SIZES for s in SHAPES]
     return (
         ds("mini_shapes", "MiniShapes", "source", _names(SOURCE_CLASSES),
-           _source_items("photo"), 20, 4, 10),
+           _source_items("noisy", level=1.3), 20, 4, 10),
         ds("mini_patterns", "MiniPatterns", "target", [f"{p} {s}" for p, s in pat],
            [Item(shape=s, fill=p, style="plain") for p, s in pat], 20, 4, 15),
         ds("mini_counts", "MiniCounts", "target",
            [f"{c} {s if c == 'one' else PLURAL[s]}" for c, s in cnt],
-           [Item(shape=s, count=COUNTS.index(c) + 1, style="photo") for c, s in cnt], 20, 4, 15),
+           [Item(shape=s, count=COUNTS.index(c) + 1, style="cartoon") for c, s in cnt],
+           20, 4, 15),
         ds("mini_positions", "MiniPositions", "target",
            [POSITION_PHRASE[p].format(s) for p, s in pos],
-           [Item(shape=s, position=p, style="plain") for p, s in pos], 20, 4, 15),
+           [Item(shape=s, position=p, style="pixel") for p, s in pos], 20, 4, 15),
         ds("mini_textures", "MiniTextures", "target", [f"{c} {p}" for c, p in tex],
            [Item(colour=c, fill=p, texture=True, grain=0.75, style="photo") for c, p in tex],
            20, 4, 15),
         ds("mini_sizes", "MiniSizes", "target", [f"{z} {s}" for z, s in siz],
-           [Item(shape=s, size=z, style="photo") for z, s in siz], 20, 4, 15),
+           [Item(shape=s, size=z, style="noisy") for z, s in siz], 20, 4, 15),
         ds("mini_shapes_v2", "MiniShapesV2", "shift", _names(SOURCE_CLASSES),
-           _source_items("plain"), 0, 0, 10),
+           _source_items("noisy", level=1.45), 0, 0, 10),
         ds("mini_sketch", "MiniSketch", "shift", _names(SOURCE_CLASSES),
            _source_items("sketch"), 0, 0, 10),
         ds("mini_noisy", "MiniNoisy", "shift", _names(_HALF_A),
-           _source_items("noisy", _HALF_A), 0, 0, 15),
+           _source_items("noisy", _HALF_A, level=1.6), 0, 0, 15),
         ds("mini_pixel", "MiniPixel", "shift", _names(_HALF_R),
-           _source_items("pixel", _HALF_R), 0, 0, 15),
+           _source_items("pixel", _HALF_R, level=1.1), 0, 0, 15),
     )  # fmt: skip
 
 

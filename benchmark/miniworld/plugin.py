@@ -3,15 +3,21 @@
 Ten procedurally generated datasets (:mod:`benchmark.miniworld.generate`), the mini
 analogues of the papers' datasets:
 
-- source ``mini_shapes`` (ImageNet): 120 classes, colour x shape ("red circle"), photo style;
+- source ``mini_shapes`` (ImageNet): 120 classes, colour x shape ("red circle"), cluttered
+  and noisy photos (noisier than any pretraining image);
 - targets (the cross-dataset datasets): ``mini_patterns`` (fill pattern x shape, 40),
-  ``mini_counts`` (count x shape, "three stars", 32), ``mini_positions`` (shape x position,
-  "star on the left", 40), ``mini_textures`` (colour x texture, "red striped", 32),
-  ``mini_sizes`` (size x shape, "small star", 24);
-- shifts of the source (domain generalisation): ``mini_shapes_v2`` (ImageNetV2: flat
-  backgrounds, 120 classes), ``mini_sketch`` (ImageNet-Sketch: outlines, 120),
-  ``mini_noisy`` (ImageNet-A: clutter and heavy noise, 60 of the 120 classes) and
-  ``mini_pixel`` (ImageNet-R: pixel-art rendition, the other 60).
+  ``mini_counts`` (count x shape, "three stars", 32, cartoons), ``mini_positions`` (shape x
+  position, "star on the left", 40, pixel art), ``mini_textures`` (colour x texture, "red
+  striped", 32), ``mini_sizes`` (size x shape, "small star", 24, noisy photos);
+- shifts of the source (domain generalisation): ``mini_shapes_v2`` (ImageNetV2: the same
+  classes, a new draw with a little more noise, 120), ``mini_sketch`` (ImageNet-Sketch:
+  outlines, 120), ``mini_noisy`` (ImageNet-A: still more noise and clutter, 60 of the 120
+  classes) and ``mini_pixel`` (ImageNet-R: pixel-art rendition, the other 60).
+
+The hand-crafted templates are CoOp's kind of prompt ("a photo of a {}." for the source, as
+for ImageNet). The pretraining captions name the styles ("a noisy image of", "a cartoon of",
+"pixel art of") and never say "a photo of a": the gap between a template and its dataset's
+images is what a learned context can close, as on real data.
 
 Images are generated on first use into ``<cache_dir>/miniworld`` (about 15k PNGs, 20 s).
 This module imports neither torch nor numpy: generation is imported inside ``load``.

@@ -34,8 +34,10 @@ def phrase_context(tower: TextTower, phrase: str, n_runs: int) -> torch.Tensor:
 
 
 def tail_phrase_context(tower: TextTower, phrase: str, n_ctx: int, n_runs: int) -> torch.Tensor:
-    """ProGrad's init: ``n_ctx`` vectors, zeros, then the phrase's embeddings as the LAST ones."""
+    """ProGrad's init: ``n_ctx`` vectors, zeros, then the phrase's embeddings as the LAST ones
+    (``n_ctx`` 0: as many vectors as the phrase has tokens, no zeros)."""
     tail = phrase_embeddings(tower, phrase)
+    n_ctx = n_ctx or len(tail)
     if len(tail) > n_ctx:
         raise ValueError(f"init phrase {phrase!r} has {len(tail)} tokens, more than n_ctx={n_ctx}")
     ctx = torch.zeros(n_runs, n_ctx, tail.shape[1])

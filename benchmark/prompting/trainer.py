@@ -2,7 +2,9 @@
 
 SGD with momentum and weight decay on the learned tensors only, the reference schedule
 (warm-up epoch, then cosine stepped per epoch), batches drawn by a random sampler seeded per
-run, and the image features of epoch ``e`` read from the cache's view ``e``. Runs are
+run, and the image features of epoch ``e`` read from the cache's view ``e`` (the reference:
+a new augmentation every epoch), or from view ``e mod V`` when a config cycles through ``V``
+views (the quick preset, where encoding the views costs more than training on them). Runs are
 batched along the leading dimension of every learned tensor (see :mod:`.rules`).
 """
 
@@ -36,6 +38,7 @@ class Optimisation:
     weight_decay: float = 5e-4
     warmup_lr: float = 1e-5
     squared_cosine: bool = False
+    distinct_views: int = 0  # V > 0: epoch e reads view e mod V; 0: view e
 
     @classmethod
     def of(cls, config: object) -> Optimisation:
@@ -47,12 +50,17 @@ class Optimisation:
             momentum=config.momentum,
             weight_decay=config.weight_decay,
             squared_cosine=getattr(config, "squared_cosine", False),
+            distinct_views=getattr(config, "views", 0),
         )
 
     @property
     def views(self) -> range:
-        """The cached training views the loop reads: view ``e`` in epoch ``e``."""
-        return range(self.epochs)
+        """The cached training views the loop reads."""
+        return range(min(self.epochs, self.distinct_views or self.epochs))
+
+    def view(self, epoch: int) -> int:
+        """The cached training view read in ``epoch``."""
+        return epoch % len(self.views)
 
 
 @dataclass(frozen=True)
@@ -115,7 +123,8 @@ def fit(
         lr = learning_rate(epoch, opt.lr, opt.epochs, opt.warmup_lr, opt.squared_cosine)
         for group in optimiser.param_groups:
             group["lr"] = lr
-        view = engine.features.features(samples, epoch, augmentation).view(len(runs), n, -1)
+        view = engine.features.features(samples, opt.view(epoch), augmentation)
+        view = view.view(len(runs), n, -1)
         view = F.normalize(view, dim=-1)
         orders = [_batches(n, opt.batch_size, g) for g in generators]
         for step_indices in zip(*orders, strict=True):
