@@ -7,6 +7,8 @@ Algorithm: the prompt of class i is ``[V]_1 .. [V]_M [CLASS_i] .``; the context 
 Presets follow the reference code: few-shot: M = 16 random N(0, 0.02) context, class token
 at the end, batch 32, 50/100/100/200/200 epochs for 1/2/4/8/16 shots (ImageNet: 50);
 base-to-new and cross-dataset: init "a photo of a" (M = 4), 200 epochs (ImageNet: 50).
+The quick preset (the mini world's default, not the papers') is the base-to-new init for every
+protocol and the short schedule of ``QUICK``, shared by the whole family.
 Deviation: fp32 master weights (bf16 autocast on GPU) instead of pure fp16.
 """
 

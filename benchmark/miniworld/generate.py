@@ -14,7 +14,8 @@ The concepts of the world (colours, shapes, fill patterns, counts, positions, si
 rendering styles (photo, plain, cartoon, sketch, noisy, pixel art) are shared with the
 pretraining captions of :mod:`benchmark.miniworld.pretrain`, which draws its images with the
 same renderers. The datasets draw some styles harder than pretraining did (``Item.level``:
-more noise and clutter, coarser pixels), as benchmark images differ from web captions.
+more noise and clutter, coarser pixels, thinner lines), as benchmark images differ from web
+captions.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 #: Bump when anything changes what is generated; a cache with another version is rebuilt.
-VERSION = "miniworld-5"
+VERSION = "miniworld-6"
 SEED = 2024
 SIZE = 32  # stored image size (the tiny CLIP's input size)
 SS = 4  # supersampling factor of the renderer
@@ -220,7 +221,7 @@ class Item:
     style: str = "photo"
     texture: bool = False  # a full-image texture instead of shapes
     grain: float = 1.0  # pattern period relative to the pretraining's
-    level: float = 1.0  # strength of the noisy and pixel styles relative to the pretraining's
+    level: float = 1.0  # strength of the noisy, pixel and sketch styles relative to pretraining
 
 
 def render(item: Item, rng: np.random.Generator) -> Image.Image:
@@ -268,8 +269,8 @@ def render(item: Item, rng: np.random.Generator) -> Image.Image:
         if item.shape == "crescent":
             angle += rng.uniform(0, 2 * math.pi)
         mask = shape_mask(item.shape, cx, cy, r, angle)
-        if style == "sketch":
-            canvas = _paint(canvas, outline(mask), colour)
+        if style == "sketch":  # thinner lines at a higher level
+            canvas = _paint(canvas, outline(mask, 2 * round(SS / item.level) + 1), colour)
             continue
         if style == "cartoon":  # flat fill inside a thick dark outline
             canvas = _paint(canvas, mask, colour)
@@ -377,7 +378,7 @@ def datasets(scale: float = 1.0) -> tuple[MiniDataset, ...]:
         ds("mini_shapes_v2", "MiniShapesV2", "shift", _names(SOURCE_CLASSES),
            _source_items("noisy", level=1.45), 0, 0, 10),
         ds("mini_sketch", "MiniSketch", "shift", _names(SOURCE_CLASSES),
-           _source_items("sketch"), 0, 0, 10),
+           _source_items("sketch", level=1.2), 0, 0, 10),
         ds("mini_noisy", "MiniNoisy", "shift", _names(_HALF_A),
            _source_items("noisy", _HALF_A, level=1.6), 0, 0, 15),
         ds("mini_pixel", "MiniPixel", "shift", _names(_HALF_R),

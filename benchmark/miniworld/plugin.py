@@ -11,7 +11,7 @@ analogues of the papers' datasets:
   striped", 32), ``mini_sizes`` (size x shape, "small star", 24, noisy photos);
 - shifts of the source (domain generalisation): ``mini_shapes_v2`` (ImageNetV2: the same
   classes, a new draw with a little more noise, 120), ``mini_sketch`` (ImageNet-Sketch:
-  outlines, 120), ``mini_noisy`` (ImageNet-A: still more noise and clutter, 60 of the 120
+  thin outlines, 120), ``mini_noisy`` (ImageNet-A: still more noise and clutter, 60 of the 120
   classes) and ``mini_pixel`` (ImageNet-R: pixel-art rendition, the other 60).
 
 The hand-crafted templates are CoOp's kind of prompt ("a photo of a {}." for the source, as
