@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmark.errors import EXIT_ENVIRONMENT, UserError
+from benchmark.errors import EXIT_ENVIRONMENT, UserError, first_line
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -114,7 +114,7 @@ class Backbone:
         except Exception as exc:  # the hub download failed: no network, or no such file
             raise UserError(
                 f"could not get the {spec.name}/{spec.pretrained} weights "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); without network "
+                f"({type(exc).__name__}: {first_line(exc)[:200]}); without network "
                 "access, download them elsewhere and pass the file with --checkpoint FILE",
                 EXIT_ENVIRONMENT,
             ) from exc
@@ -168,10 +168,9 @@ def _load_checkpoint(model: nn.Module, path: Path) -> None:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch's unpickling errors span many lines: keep the first
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    except Exception as exc:
         raise UserError(
-            f"{path} is not a readable weights file ({reason})", EXIT_ENVIRONMENT
+            f"{path} is not a readable weights file ({first_line(exc)})", EXIT_ENVIRONMENT
         ) from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]

@@ -31,6 +31,12 @@ class DataError(UserError):
         super().__init__(message, EXIT_DATA)
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none): parser
+    and unpickling errors span many lines, a user error is one."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UserError:
     """The error for a name that is not registered, with the closest match and the choices."""
     choices = sorted(valid)

@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmark.errors import EXIT_ENVIRONMENT, UserError
+from benchmark.errors import EXIT_ENVIRONMENT, UserError, first_line
 
 SCHEMA_VERSION = 1
 RUNS_FOLDER = "runs"
@@ -162,9 +162,8 @@ class ResultStore:
             try:
                 table = pq.read_table(path)
             except (pa.ArrowException, OSError) as exc:
-                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise UserError(
-                    f"{path} is not a readable results file ({reason}); delete it or move "
+                    f"{path} is not a readable results file ({first_line(exc)}); delete it or move "
                     "it away (`run` redoes a run whose file is unreadable)",
                     EXIT_ENVIRONMENT,
                 ) from exc

@@ -134,7 +134,7 @@ class Runner:
         self.catalog = DatasetCatalog(registry.datasets, context, request.datasets)
         self._engine = None
         self._trained: OrderedDict[tuple, tuple[list[Any], float]] = OrderedDict()
-        self._scored: weakref.WeakKeyDictionary[Any, dict[tuple, float]] = (
+        self._scored: weakref.WeakKeyDictionary[Any, dict[tuple, float | None]] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -505,16 +505,16 @@ class WorkQueue:
 
     def finish(self, group: list[Cell]) -> None:
         """Release the claims of a group whose results are written."""
-        del self._held[group[0].run_id]
-        for cell in group:
-            self._runner.store.release(cell.run_id)
+        self._release(self._held.pop(group[0].run_id))
 
     def release_all(self) -> None:
         """Release every claim still held (the run stopped or was interrupted)."""
-        for group in self._held.values():
-            for cell in group:
-                self._runner.store.release(cell.run_id)
-        self._held.clear()
+        while self._held:
+            self._release(self._held.popitem()[1])
+
+    def _release(self, group: list[Cell]) -> None:
+        for cell in group:
+            self._runner.store.release(cell.run_id)
 
 
 class Executor(Protocol):
