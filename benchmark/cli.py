@@ -274,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the mini world's tiny CLIP, 10 and 100 classes, few repeats: a check "
         "that the bench runs, not a measurement",
     )
+    bench.add_argument(
+        "--default-run",
+        action="store_true",
+        help="instead: time `python -m benchmark run` without arguments (the mini world, "
+        "every method and protocol) from a cold cache in a temporary folder, by phase",
+    )
     bench.add_argument("--json", type=Path, help="also write the report as JSON")
     bench.add_argument(
         "--estimate",
@@ -586,6 +592,8 @@ def cmd_bench(args) -> int:
 
     from benchmark import bench, estimate
 
+    if args.default_run:
+        return _bench_default_run(args)
     if args.from_json is not None:
         try:
             report = json.loads(args.from_json.read_text())
@@ -603,6 +611,48 @@ def cmd_bench(args) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     return EXIT_OK
+
+
+def _bench_default_run(args) -> int:
+    import json
+
+    from benchmark import wallclock
+
+    given = [
+        option
+        for option, value in (
+            ("--quick", args.quick),
+            ("--estimate", args.estimate),
+            ("--from-json", args.from_json),
+            ("--classes", args.classes),
+            ("--repeat", args.repeat),
+        )
+        if value
+    ]
+    if given:
+        raise UserError(
+            f"--default-run times the whole default run; it takes none of {', '.join(given)} "
+            "(valid with it: --device, --threads, --json)"
+        )
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    registry = _registry(args)
+    top = ["--no-plugin-autoload"] if args.no_plugin_autoload else []
+    device = ["--device", args.device] if args.device else []
+
+    def request_for(results: Path, cache_dir: Path):
+        run = ["run", "--results", str(results), "--cache-dir", str(cache_dir), *device]
+        return resolve_request(build_parser().parse_args([*top, *run]), registry)
+
+    report = wallclock.time_default_run(
+        request_for, registry, progress=lambda m: print(m, file=sys.stderr)
+    )
+    print(wallclock.render(report))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    return EXIT_CELLS_FAILED if report["failed"] else EXIT_OK
 
 
 def _measure(args) -> dict:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,7 +71,7 @@ class _Images(Dataset):
         except (OSError, UnidentifiedImageError) as exc:
             return index, f"{path}: {exc}"
         return index, torch.stack(
-            [render(rgb, path, v, self.size, self.augmentation) for v in self.views]
+            [render(rgb, v, self.size, self.augmentation) for v in self.views]
         )
 
 
@@ -92,6 +93,7 @@ class FeatureCache:
         self.backbone = backbone
         self.folder = Path(root) / "features" / backbone.fingerprint
         self.workers = workers
+        self.encoding_seconds = 0.0  # time spent encoding images (and writing them) so far
         self._index: dict[Slot, dict[str, torch.Tensor]] = {}
 
     # -- reading ------------------------------------------------------------------------
@@ -206,6 +208,7 @@ class FeatureCache:
     def _extract(
         self, items: list[tuple[str, str]], views: list[int], augmentation: Augmentation
     ) -> None:
+        start = time.perf_counter()
         keys = [k for k, _ in items]
         paths = [p for _, p in items]
         loader = DataLoader(
@@ -234,6 +237,7 @@ class FeatureCache:
             features = torch.cat(per_view[view])
             self._write_shard(slot, done_keys, features)
             self._index[slot].update(zip(done_keys, features, strict=True))
+        self.encoding_seconds += time.perf_counter() - start
 
     def _write_shard(self, slot: Slot, keys: list[str], features: torch.Tensor) -> None:
         folder = self._folder(slot)

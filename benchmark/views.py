@@ -3,9 +3,11 @@
 Test view: resize the shorter side to the model's size (bicubic), centre crop, CLIP
 normalisation. Training view ``e`` of an image: RandomResizedCrop(scale=(0.08, 1), ratio
 (3/4, 4/3), bicubic) + horizontal flip with p = 0.5 + CLIP normalisation, with its random
-draws seeded by (image path, e). View ``e`` is the augmentation of epoch ``e``, identical for
-every method, seed and shot count that trains on the image. A dataset may declare another
-crop scale or no flip (:class:`~benchmark.datasets.spec.Augmentation`).
+draws seeded by (the image's pixels, e): the same image gets the same views wherever its file
+lies, so results do not depend on the data or cache folder. View ``e`` is the augmentation
+of epoch ``e``, identical for every method, seed and shot count that trains on the image. A
+dataset may declare another crop scale or no flip
+(:class:`~benchmark.datasets.spec.Augmentation`).
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ def transform_id(image_size: int, view: int, augmentation: Augmentation) -> str:
     """Names a view's transform, so that features of another transform are never used."""
     if view == TEST_VIEW:
         return f"clip-s{image_size}-centre-bicubic-v1"
-    return f"clip-s{image_size}-{augmentation.id}-bicubic-v1"
+    return f"clip-s{image_size}-{augmentation.id}-bicubic-v2"
 
 
-def _rng(path: str, view: int) -> random.Random:
-    seed = hashlib.sha256(f"{path}|{view}".encode()).digest()[:8]
-    return random.Random(int.from_bytes(seed, "little"))
+def _rng(image: Image.Image, view: int) -> random.Random:
+    """The random draws of ``view`` of ``image``, seeded by its size, mode and pixels."""
+    digest = hashlib.sha256(f"{image.size}|{image.mode}|{view}|".encode())
+    digest.update(image.tobytes())
+    return random.Random(int.from_bytes(digest.digest()[:8], "little"))
 
 
 def _crop_box(
@@ -63,7 +67,6 @@ def _crop_box(
 
 def render(
     image: Image.Image,
-    path: str,
     view: int,
     size: int,
     augmentation: Augmentation = REFERENCE_AUGMENTATION,
@@ -72,7 +75,7 @@ def render(
     if view == TEST_VIEW:
         image = TF.center_crop(TF.resize(image, size, InterpolationMode.BICUBIC), size)
     else:
-        rng = _rng(path, view)
+        rng = _rng(image, view)
         top, left, h, w = _crop_box(image.width, image.height, augmentation.crop_scale, rng)
         image = TF.resized_crop(image, top, left, h, w, [size, size], InterpolationMode.BICUBIC)
         flip = rng.random() < 0.5  # drawn either way: a view's crop never depends on the flip

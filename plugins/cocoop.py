@@ -10,7 +10,9 @@ Algorithm (per step, per run):
 4. the loss is cross-entropy; context and meta-net are learned together by plain SGD.
 
 Presets follow the reference code: init "a photo of a" (M = 4), batch 1, 10 epochs, every
-protocol (16 shots); the quick preset uses batch 4 and 1 epoch at lr 0.02. The meta-net's
+protocol (16 shots); the quick preset uses batch 4 and 1 epoch at lr 0.02 without the
+warm-up epoch (the schedule's first epoch runs at lr 1e-5: a one-epoch run would learn
+nothing, its classifier would stay the meta-net's random initial shift). The meta-net's
 weights carry the run as leading dimension (S, ...) and are initialised like ``nn.Linear``
 (kaiming-uniform weights, uniform bias, bound 1/sqrt(fan_in)) from a generator seeded by the
 run's seed; the reference draws from the global RNG, so the distribution matches but the draw
@@ -52,6 +54,7 @@ class Config:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     views: int = 0  # augmented views cycled through; 0: a new one each epoch (reference)
+    warmup: bool = True  # a first epoch at lr 1e-5 (reference); the quick preset's one has none
 
     def optimisation(self) -> Optimisation:
         return Optimisation.of(self)
@@ -130,7 +133,7 @@ class CoCoOp:
     def config(self, setting: Setting) -> Config:
         if setting.preset == "reference":
             return Config()
-        return Config(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, lr=QUICK["lr"])
+        return Config(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, lr=QUICK["lr"], warmup=False)
 
     def train(self, runs: Sequence[TrainData], config: Config, engine: Engine):
         ctx = initial_context(config.ctx_init, config.n_ctx, runs, engine)

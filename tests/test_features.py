@@ -88,7 +88,7 @@ def test_no_flip_keeps_the_crop_and_never_mirrors():
     image.paste((0, 0, 0), (0, 0, 20, 40))  # left half black
     whole = Augmentation(crop_scale=(1.0, 1.0), flip=False)
     for view in range(12):
-        pixels = render(image, "img.png", view, 32, whole)
+        pixels = render(image, view, 32, whole)
         assert pixels[:, :, :8].mean() < pixels[:, :, -8:].mean()  # left stays dark
 
 
@@ -118,3 +118,23 @@ def test_shard_damaged_in_place_is_rebuilt(tiny_engine, toy_root, tmp_path):
     shard.write_bytes(bytes(data))
     rebuilt = FeatureCache(tmp_path / "c", tiny_engine.backbone).features(samples)
     torch.testing.assert_close(rebuilt, expected)
+
+
+def test_training_views_depend_on_the_image_not_on_where_it_lies(tiny_engine, toy_root, tmp_path):
+    import shutil
+
+    from benchmark.datasets.spec import Sample
+
+    original = _samples(toy_root)[0].path
+    elsewhere = tmp_path / "another" / "folder" / "renamed.png"
+    elsewhere.parent.mkdir(parents=True)
+    shutil.copy(original, elsewhere)
+    views = range(3)
+    here = FeatureCache(tmp_path / "c1", tiny_engine.backbone).views(
+        [Sample(original, 0, "x")], views
+    )
+    there = FeatureCache(tmp_path / "c2", tiny_engine.backbone).views(
+        [Sample(str(elsewhere), 0, "x")], views
+    )
+    torch.testing.assert_close(here, there)
+    assert not torch.allclose(here[0], here[1])  # and each view is its own draw

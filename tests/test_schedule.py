@@ -20,3 +20,24 @@ def test_warmup_epoch_then_cosine_per_epoch():
 def test_squared_cosine_option():
     plain = learning_rate(5, 0.002, 10) / 0.002
     assert learning_rate(5, 0.002, 10, squared=True) == pytest.approx(0.002 * plain**2)
+
+
+def test_without_warmup_the_cosine_starts_at_epoch_zero():
+    epochs, lr = 4, 0.02
+    for k in range(epochs):
+        expected = lr * 0.5 * (1 + math.cos(math.pi * k / epochs))
+        assert learning_rate(k, lr, epochs, warmup=False) == pytest.approx(expected)
+    assert learning_rate(0, lr, 1, warmup=False) == lr  # a one-epoch run trains at lr
+
+
+def test_quick_cocoop_trains_its_single_epoch_at_its_learning_rate():
+    from vlprompt_methods.cocoop import METHOD
+
+    from benchmark.method import Setting
+    from benchmark.prompting.trainer import Optimisation
+
+    for preset, first_lr in (("quick", None), ("reference", 1e-5)):
+        opt = Optimisation.of(METHOD.config(Setting("few_shot", "d", 16, "b", preset)))
+        lr = learning_rate(0, opt.lr, opt.epochs, opt.warmup_lr, warmup=opt.warmup)
+        assert lr == (opt.lr if first_lr is None else first_lr), preset
+    assert Optimisation.of(METHOD.config(Setting("few_shot", "d", 16, "b", "quick"))).epochs == 1

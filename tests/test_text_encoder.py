@@ -46,10 +46,26 @@ def test_shared_prefix_pass_equals_the_whole_sequence_pass(tiny_engine):
     width = tower.tower.token_embedding.weight.shape[1]
     ctx = torch.randn(2, 3, 1, 3, width, requires_grad=True)  # (S, B, 1, M, d)
     shared = encoder(ctx)
-    x = encoder.embeddings(ctx)  # the whole sequences, one per (run, image, class)
-    eot = encoder.eot.repeat(2 * 3)
-    whole = tower.encode(x.reshape(-1, *x.shape[-2:]), eot).view(2, 3, len(names), -1)
+    # the whole sequences, one per (run, image, class), padded to the longest name
+    tokens, eot = tower.tokens([f"X X X {name}." for name in names])
+    x = tower.embed(tokens).expand(2, 3, -1, -1, -1).clone()
+    x[..., 1:4, :] = ctx
+    whole = tower.encode(x.reshape(-1, *x.shape[-2:]), eot.repeat(2 * 3))
+    whole = whole.view(2, 3, len(names), -1)
     torch.testing.assert_close(shared, whole, rtol=1e-5, atol=1e-5)
     (g_shared,) = torch.autograd.grad(shared.square().sum(), ctx)
     (g_whole,) = torch.autograd.grad(whole.square().sum(), ctx)
     torch.testing.assert_close(g_shared, g_whole, rtol=1e-4, atol=1e-5)
+
+
+def test_class_specific_context_in_groups_of_name_length(tiny_engine):
+    """One context per class: each class's features come from its own context, whatever
+    length group the class falls in."""
+    tower = tiny_engine.tower
+    names = ("cat", "a very large green circle", "red square", "dog")
+    width = tower.tower.token_embedding.weight.shape[1]
+    ctx = torch.randn(2, len(names), 2, width)  # (S, K, M, d)
+    features = PromptEncoder(tower, names, n_ctx=2)(ctx)
+    for k, name in enumerate(names):
+        alone = PromptEncoder(tower, (name,), n_ctx=2)(ctx[:, k : k + 1])
+        torch.testing.assert_close(features[:, k : k + 1], alone, rtol=1e-5, atol=1e-5)

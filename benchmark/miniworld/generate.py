@@ -168,16 +168,24 @@ def _background(rng: np.random.Generator, avoid: tuple[int, int, int] | None) ->
         base = 0.8 * base + 0.2 * (255 - np.asarray(avoid, dtype=np.float32) * 0.3)
     grad = rng.uniform(-25, 25, size=3)
     t = np.linspace(0, 1, BIG, dtype=np.float32)
-    if rng.random() < 0.5:
-        t = t[:, None] * np.ones((1, BIG), np.float32)
-    else:
-        t = np.ones((BIG, 1), np.float32) * t[None, :]
-    return np.clip(base[None, None, :] + grad[None, None, :] * t[..., None], 0, 255)
+    ramp = np.clip(base[None, :] + grad[None, :] * t[:, None], 0, 255)  # (BIG, 3)
+    vertical = rng.random() < 0.5  # the ramp runs down the rows, else across the columns
+    return np.ascontiguousarray(
+        np.broadcast_to(ramp[:, None] if vertical else ramp[None], (BIG, BIG, 3))
+    )
 
 
 def _paint(canvas: np.ndarray, mask: np.ndarray, colour) -> np.ndarray:
+    """Blend ``colour`` into ``canvas`` (in place) by ``mask``; only the mask's bounding box
+    is touched, where the blend can change a pixel."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
+        return canvas
+    box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    m = mask[box][..., None]
     col = np.asarray(colour, dtype=np.float32)
-    return canvas * (1 - mask[..., None]) + col[None, None, :] * mask[..., None]
+    canvas[box] = canvas[box] * (1 - m) + col[None, None, :] * m
+    return canvas
 
 
 def _jitter(colour, rng: np.random.Generator, amount: float = 18.0) -> np.ndarray:

@@ -12,6 +12,11 @@ context (everything but CSC), their first 1 + M positions ``[SOS] ctx`` are the 
 sequence, whose hidden states never depend on what follows. The shared prefix runs once; each
 class's suffix (its name, ".", [EOT]) runs against the prefix's keys and values. For M = 16
 and short class names that is about 3x fewer tokens again; the attention is unchanged.
+
+A third exact saving: class names differ in length, and a batch padded to its longest name
+runs every shorter one's padding through the transformer too. The classes are grouped by the
+length of their suffix and each group runs at its own length (on the mini world's source, 4.2
+tokens per class instead of 6).
 """
 
 from __future__ import annotations
@@ -51,30 +56,37 @@ def _merge(x: torch.Tensor) -> torch.Tensor:
 
 
 def _shared_prefix_block(
-    block: ResidualAttentionBlock, prefix: torch.Tensor, suffix: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pre-norm block on prefixes (G, P, d) and their suffixes (G, K, L, d).
+    block: ResidualAttentionBlock, prefix: torch.Tensor, suffixes: list[torch.Tensor]
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One pre-norm block on prefixes (G, P, d) and groups of their suffixes (G, K_g, L_g, d).
 
     Prefix positions attend causally among themselves; suffix position j attends to every
     prefix position and to suffix positions <= j: the causal mask of the whole sequence.
     """
     attn = block.attn
     h = attn.num_heads
-    qp, kp, vp = F.linear(block.ln_1(prefix), attn.in_proj_weight, attn.in_proj_bias).chunk(3, -1)
-    qs, ks, vs = F.linear(block.ln_1(suffix), attn.in_proj_weight, attn.in_proj_bias).chunk(3, -1)
-    qp, kp, vp, qs, ks, vs = (_heads(t, h) for t in (qp, kp, vp, qs, ks, vs))
-    out_p = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True)
-    k = suffix.shape[1]
-    keys = torch.cat([kp[:, None].expand(-1, k, -1, -1, -1), ks], dim=-2)
-    values = torch.cat([vp[:, None].expand(-1, k, -1, -1, -1), vs], dim=-2)
-    n_p, n_s = prefix.shape[1], suffix.shape[2]
-    allowed = torch.ones(n_s, n_p + n_s, dtype=torch.bool, device=suffix.device).tril(n_p)
-    out_s = F.scaled_dot_product_attention(qs, keys, values, attn_mask=allowed)
-    prefix = prefix + block.ls_1(attn.out_proj(_merge(out_p)))
-    suffix = suffix + block.ls_1(attn.out_proj(_merge(out_s)))
-    prefix = prefix + block.ls_2(block.mlp(block.ln_2(prefix)))
-    suffix = suffix + block.ls_2(block.mlp(block.ln_2(suffix)))
-    return prefix, suffix
+
+    def qkv(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        q, k, v = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, -1)
+        return tuple(_heads(t, h) for t in (q, k, v))
+
+    def residual(x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        x = x + block.ls_1(attn.out_proj(_merge(attended)))
+        return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+    qp, kp, vp = qkv(prefix)
+    n_p = prefix.shape[1]
+    outputs = []
+    for suffix in suffixes:
+        qs, ks, vs = qkv(suffix)
+        k, n_s = suffix.shape[1], suffix.shape[2]
+        keys = torch.cat([kp[:, None].expand(-1, k, -1, -1, -1), ks], dim=-2)
+        values = torch.cat([vp[:, None].expand(-1, k, -1, -1, -1), vs], dim=-2)
+        allowed = torch.ones(n_s, n_p + n_s, dtype=torch.bool, device=suffix.device).tril(n_p)
+        attended = F.scaled_dot_product_attention(qs, keys, values, attn_mask=allowed)
+        outputs.append(residual(suffix, attended))
+    prefix = residual(prefix, F.scaled_dot_product_attention(qp, kp, vp, is_causal=True))
+    return prefix, outputs
 
 
 class TextTower:
@@ -120,31 +132,47 @@ class TextTower:
         return x.float()
 
     def encode_shared(
-        self, prefix: torch.Tensor, suffix: torch.Tensor, eot: torch.Tensor
-    ) -> torch.Tensor:
-        """Text features (G, K, D) of G prefixes (G, P, d), each followed by K suffixes
-        (K, L, d) of the same length, read at ``eot`` (K,) (positions within the suffix).
+        self, prefix: torch.Tensor, suffixes: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> list[torch.Tensor]:
+        """Text features [(G, K_g, D)] of G prefixes (G, P, d), each followed by every suffix
+        of every group (suffixes (K_g, L_g, d) of one length, read at eot (K_g,), positions
+        within the suffix).
 
         Equal to :meth:`encode` on the concatenated sequences (see the module docstring);
         only for towers where :attr:`shares_prefixes` is true.
         """
         tower = self.tower
-        n_p, n_s = prefix.shape[1], suffix.shape[1]
+        n_p = prefix.shape[1]
         with self.backbone.autocast():
-            position = tower.positional_embedding[: n_p + n_s]
-            prefix = prefix + position[:n_p].to(prefix.dtype)
-            suffix = (suffix + position[n_p:].to(suffix.dtype)).expand(len(prefix), -1, -1, -1)
+            position = tower.positional_embedding.to(prefix.dtype)
+            prefix = prefix + position[:n_p]
+            states = [
+                (suffix + position[n_p : n_p + suffix.shape[1]]).expand(len(prefix), -1, -1, -1)
+                for suffix, _ in suffixes
+            ]
             for block in tower.transformer.resblocks:
-                prefix, suffix = _shared_prefix_block(block, prefix, suffix)
-            eot = eot.to(suffix.device)
-            at_eot = suffix[:, torch.arange(len(eot), device=suffix.device), eot]  # (G, K, d)
-            return self._project(at_eot.flatten(0, 1)).view(len(prefix), len(eot), -1)
+                prefix, states = _shared_prefix_block(block, prefix, states)
+            features = []
+            for state, (_, eot) in zip(states, suffixes, strict=True):
+                eot = eot.to(state.device)
+                at_eot = state[:, torch.arange(len(eot), device=state.device), eot]  # (G, K_g, d)
+                features.append(self._project(at_eot.flatten(0, 1)).view(len(prefix), len(eot), -1))
+            return features
 
     @torch.no_grad()
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
         """Text features (N, D) of plain texts (hand-crafted prompts)."""
         tokens, eot = self.tokens(texts)
         return self.encode(self.embed(tokens), eot)
+
+
+class _LengthGroup:
+    """The classes whose suffix (name, ".", [EOT]) has one token length."""
+
+    def __init__(self, classes: torch.Tensor, suffix: torch.Tensor, eot: torch.Tensor) -> None:
+        self.classes = classes  # (K_g,) indices into the encoder's class list
+        self.suffix = suffix  # (K_g, L_g, d)
+        self.eot = eot  # (K_g,) EOT positions within the suffix
 
 
 class PromptEncoder:
@@ -155,43 +183,49 @@ class PromptEncoder:
         self.n_ctx = n_ctx
         placeholder = " ".join([PLACEHOLDER] * n_ctx)
         texts = [f"{placeholder} {name}." if n_ctx else f"{name}." for name in classnames]
-        tokens, self.eot = tower.tokens(texts)
+        tokens, eot = tower.tokens(texts)
         embedded = tower.embed(tokens)
-        self.prefix = embedded[:, :1]  # [SOS]
-        self.suffix = embedded[:, 1 + n_ctx :]  # class name, ".", [EOT], cut padding
+        self.sos = embedded[0, :1]  # (1, d)
+        start = 1 + n_ctx
+        self.groups = []
+        for last in eot.unique().tolist():
+            classes = (eot == last).nonzero()[:, 0]
+            suffix = embedded[classes, start : last + 1]  # class name, ".", [EOT]
+            self.groups.append(_LengthGroup(classes, suffix, eot[classes] - start))
+        grouped = torch.cat([g.classes for g in self.groups])
+        self.class_order = torch.empty_like(grouped)
+        self.class_order[grouped] = torch.arange(len(grouped))
         self.n_classes = len(classnames)
 
-    def _shape(self, ctx: torch.Tensor) -> tuple[int, ...]:
-        """(*lead, M, d) of a context (*lead, 1|K, M, d) built for this encoder's M."""
-        *lead, _, m, d = ctx.shape
+    def __call__(self, ctx: torch.Tensor) -> torch.Tensor:
+        """Text features (*lead, K, D) of a context (*lead, 1|K, M, d): one shared by every
+        class, or one per class."""
+        *lead, n, m, d = ctx.shape
         if m != self.n_ctx:
             raise ValueError(f"context has {m} tokens, this encoder was built for {self.n_ctx}")
-        return (*lead, m, d)
+        if n == 1 and self.tower.shares_prefixes:
+            prefixes = torch.cat([self.sos.expand(*lead, 1, d), ctx[..., 0, :, :]], dim=-2)
+            parts = self.tower.encode_shared(
+                prefixes.reshape(-1, 1 + m, d), [(g.suffix, g.eot) for g in self.groups]
+            )
+        else:
+            parts = [self._encode_whole(ctx, group) for group in self.groups]
+        features = torch.cat(parts, dim=-2)[..., self.class_order.to(ctx.device), :]
+        return features.view(*lead, self.n_classes, -1)
 
-    def embeddings(self, ctx: torch.Tensor) -> torch.Tensor:
-        """Prompt embeddings (*lead, K, L, d) for context ``ctx`` of shape (*lead, 1|K, M, d)."""
-        *lead, m, d = self._shape(ctx)
-        k = self.n_classes
-        return torch.cat(
+    def _encode_whole(self, ctx: torch.Tensor, group: _LengthGroup) -> torch.Tensor:
+        """(G, K_g, D): one group's whole sequences ``[SOS] ctx suffix`` through the tower."""
+        *lead, n, m, d = ctx.shape
+        k = len(group.classes)
+        own = ctx if n == 1 else ctx[..., group.classes.to(ctx.device), :, :]
+        x = torch.cat(
             [
-                self.prefix.expand(*lead, k, 1, d),
-                ctx.expand(*lead, k, m, d),
-                self.suffix.expand(*lead, k, *self.suffix.shape[1:]),
+                self.sos.expand(*lead, k, 1, d),
+                own.expand(*lead, k, m, d),
+                group.suffix.expand(*lead, *group.suffix.shape),
             ],
             dim=-2,
         )
-
-    def __call__(self, ctx: torch.Tensor) -> torch.Tensor:
-        """Text features (*lead, K, D): one context per class (``1``) or per class (``K``)."""
-        if ctx.shape[-3] == 1 and self.tower.shares_prefixes:
-            *lead, m, d = self._shape(ctx)
-            prefixes = torch.cat([self.prefix[0].expand(*lead, 1, d), ctx[..., 0, :, :]], dim=-2)
-            features = self.tower.encode_shared(
-                prefixes.reshape(-1, 1 + m, d), self.suffix, self.eot - (1 + m)
-            )
-            return features.view(*lead, self.n_classes, -1)
-        x = self.embeddings(ctx)
-        *lead, k, length, d = x.shape
-        eot = self.eot.repeat(x[..., 0, 0].numel() // k)
-        features = self.tower.encode(x.reshape(-1, length, d), eot)
-        return features.view(*lead, k, -1)
+        runs = x[..., 0, 0, 0].numel()
+        features = self.tower.encode(x.reshape(-1, *x.shape[-2:]), (group.eot + 1 + m).repeat(runs))
+        return features.view(runs, k, -1)

@@ -37,18 +37,21 @@ class Optimisation:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_lr: float = 1e-5
+    warmup: bool = True  # epoch 0 at warmup_lr (the reference); False: the cosine from epoch 0
     squared_cosine: bool = False
     distinct_views: int = 0  # V > 0: epoch e reads view e mod V; 0: view e
 
     @classmethod
     def of(cls, config: object) -> Optimisation:
-        """The optimisation fields of a method's config (``squared_cosine`` if it has one)."""
+        """The optimisation fields of a method's config (``squared_cosine``, ``warmup`` and
+        ``views`` if it has them)."""
         return cls(
             epochs=config.epochs,
             batch_size=config.batch_size,
             lr=config.lr,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
+            warmup=getattr(config, "warmup", True),
             squared_cosine=getattr(config, "squared_cosine", False),
             distinct_views=getattr(config, "views", 0),
         )
@@ -120,7 +123,7 @@ def fit(
     totals: dict[str, torch.Tensor] = {}
     steps = 0
     for epoch in tqdm(range(opt.epochs), desc="training", unit="epoch", leave=False):
-        lr = learning_rate(epoch, opt.lr, opt.epochs, opt.warmup_lr, opt.squared_cosine)
+        lr = learning_rate(epoch, opt.lr, opt.epochs, opt.warmup_lr, opt.squared_cosine, opt.warmup)
         for group in optimiser.param_groups:
             group["lr"] = lr
         view = engine.features.features(samples, opt.view(epoch), augmentation)
