@@ -41,6 +41,33 @@ def test_text_encoder_step(benchmark, tiny_engine) -> None:
     assert grad.shape == ctx.shape and grad.abs().sum() > 0
 
 
+def test_conditional_prompts_scoring(benchmark, tmp_path) -> None:
+    """CoCoOp's scoring on the mini world's CLIP: 34 images (one scoring chunk) x the
+    source's 120 class names, one prompt per (image, class)."""
+    from vlprompt_methods.cocoop import conditional_logits, meta_net
+
+    from benchmark.backbone import Backbone, BackboneSpec
+    from benchmark.engine import Engine
+    from benchmark.miniworld.generate import spec_of
+    from benchmark.miniworld.model import CHECKPOINT, MODEL_NAME
+
+    backbone = Backbone(BackboneSpec(MODEL_NAME, None, CHECKPOINT))
+    engine = Engine(backbone, FeatureCache(tmp_path, backbone))
+    names = spec_of("mini_shapes").classes
+    encoder = PromptEncoder(engine.tower, names, 4)
+    width = engine.tower.tower.token_embedding.weight.shape[1]
+    ctx = torch.randn(1, 4, width) * 0.02
+    net = meta_net([1], backbone.embed_dim, width)
+    images = torch.nn.functional.normalize(torch.randn(1, 34, backbone.embed_dim), dim=-1)
+
+    def score() -> torch.Tensor:
+        with torch.no_grad():
+            return conditional_logits(encoder, ctx, net, images, backbone.logit_scale)
+
+    logits = benchmark(score)
+    assert logits.shape == (1, 34, len(names)) and logits.isfinite().all()
+
+
 @pytest.fixture
 def cached(tiny_engine, tmp_path) -> list[Sample]:
     """CACHED_IMAGES images whose view-0 features are on disk in one shard."""
