@@ -36,6 +36,12 @@ EPILOG_LEADERBOARD = """examples:
       --write results/LEADERBOARD.md                         # or --check: fail if stale
 """
 
+EPILOG_BENCH = """examples:
+  python -m benchmark bench --quick                          # checks that the bench runs
+  python -m benchmark bench --device cuda --estimate --json bench.json
+  python -m benchmark bench --default-run --json default-run.json   # the whole default run
+"""
+
 
 def default_cache_dir() -> Path:
     env = os.environ.get("VLPROMPT_BENCH_CACHE")
@@ -223,9 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench",
         help="training-step throughput: ours against the reference design",
-        description="Times, side by side on the same model, a reference-design training step "
-        "and ours, for each method and class count; feature extraction throughput; and the "
-        "text encoder's achieved TFLOP/s. Random weights: nothing is downloaded.",
+        description="Times, side by side on the same model, a reference-design training step\n"
+        "and ours, for each method and class count; feature extraction throughput; and the\n"
+        "text encoder's achieved TFLOP/s. Random weights: nothing is downloaded.\n"
+        "With --default-run: the wall time of `python -m benchmark run` without arguments\n"
+        "instead, from a cold cache, by phase.",
+        epilog=EPILOG_BENCH,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument("--backbone", default="ViT-B-16", help="open_clip model (default ViT-B-16)")
     bench.add_argument("--device", help="cpu or cuda (default: cuda when available)")
