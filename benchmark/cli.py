@@ -618,14 +618,27 @@ def cmd_bench(args) -> int:
         report["estimate"] = estimate.estimate(report, _registry(args))
         print()
         print(estimate.render(report["estimate"]))
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    _write_report(args.json, report)
     return EXIT_OK
 
 
-def _bench_default_run(args) -> int:
+def _set_threads(threads: int | None) -> None:
+    """``--threads``: the CPU threads torch uses for the measurement (None: its choice)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _write_report(path: Path | None, report: dict) -> None:
+    """``--json``: the report as JSON, when asked for."""
     import json
 
+    if path is not None:
+        path.write_text(json.dumps(report, indent=1) + "\n")
+
+
+def _bench_default_run(args) -> int:
     from benchmark import wallclock
 
     given = [
@@ -644,10 +657,7 @@ def _bench_default_run(args) -> int:
             f"--default-run times the whole default run; it takes none of {', '.join(given)} "
             "(valid with it: --device, --threads, --json)"
         )
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     registry = _registry(args)
     top = ["--no-plugin-autoload"] if args.no_plugin_autoload else []
     device = ["--device", args.device] if args.device else []
@@ -660,8 +670,7 @@ def _bench_default_run(args) -> int:
         request_for, registry, progress=lambda m: print(m, file=sys.stderr)
     )
     print(wallclock.render(report))
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    _write_report(args.json, report)
     return EXIT_CELLS_FAILED if report["failed"] else EXIT_OK
 
 
@@ -679,10 +688,7 @@ def _measure(args) -> dict:
             f"valid: {', '.join(sorted(IMAGE_PASSES))}"
         )
     cuda = device.startswith("cuda")
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     if args.quick:
         from benchmark.miniworld.model import CHECKPOINT, MODEL_NAME
 

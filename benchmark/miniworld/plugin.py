@@ -19,7 +19,7 @@ for ImageNet). The pretraining captions name the styles ("a noisy image of", "a 
 "pixel art of") and never say "a photo of a": the gap between a template and its dataset's
 images is what a learned context can close, as on real data.
 
-Images are generated on first use into ``<cache_dir>/miniworld`` (about 15k PNGs, 20 s).
+Images are generated on first use into ``<cache_dir>/miniworld`` (about 15k PNGs, 25 s).
 This module imports neither torch nor numpy: generation is imported inside ``load``.
 """
 
