@@ -27,7 +27,8 @@ from typing import Any
 from benchmark.datasets.spec import Sample
 from benchmark.errors import EXIT_ENVIRONMENT, UserError
 from benchmark.registry import Registry
-from benchmark.runner import Cell, FeatureRequest, Outcome, Runner, RunRequest, WorkQueue
+from benchmark.request import RunRequest
+from benchmark.runner import Cell, FeatureRequest, Outcome, Runner, WorkQueue
 
 INSTALL_HINT = "pip install 'vlprompt-bench[ray]'"
 

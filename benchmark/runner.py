@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from benchmark import __version__
-from benchmark.backbone import BackboneSpec
 from benchmark.catalog import DatasetCatalog
 from benchmark.config import apply_overrides, config_json, run_id
 from benchmark.datasets.spec import REFERENCE_AUGMENTATION, Augmentation, DataContext, Sample
@@ -39,34 +38,14 @@ from benchmark.errors import UserError, unknown_name
 from benchmark.method import Setting
 from benchmark.protocol import Plan
 from benchmark.registry import Registry
+from benchmark.request import RunRequest, split_variant
 from benchmark.results import ResultStore
 
-VARIANT_SEPARATOR = ":"
 #: Trained classifiers kept for protocols that train on the same data (see Runner._train).
 TRAINED_KEPT = 32
 
 #: Image features asked for at once: views, and the augmentation that makes training views.
 FeatureRequest = tuple[tuple[int, ...], Augmentation]
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """Everything ``benchmark run`` was asked for, with defaults already resolved."""
-
-    methods: list[str]
-    protocols: list[str]
-    datasets: list[str]
-    seeds: list[int]
-    backbone: BackboneSpec
-    results: Path
-    cache_dir: Path
-    data_root: Path | None = None
-    shots: list[int] | None = None
-    device: str = "cpu"
-    preset: str = "reference"
-    overrides: dict[str, dict[str, str]] = field(default_factory=dict)
-    rerun: bool = False
-    retries: int = 0  # times a failed group runs again in the same run
 
 
 @dataclass
@@ -96,11 +75,6 @@ class Outcome:
     rows: list[list[dict[str, Any]]]
     error: str = ""  # "ExceptionType: message" when the group failed
     detail: str = ""  # the end of its traceback, for the failed rows
-
-
-def split_variant(name: str) -> tuple[str, str | None]:
-    base, sep, variant = name.partition(VARIANT_SEPARATOR)
-    return base, (variant if sep else None)
 
 
 @functools.cache

@@ -177,7 +177,7 @@ def tiny_engine(tiny_backbone, tmp_path):
 
 
 def toy_request(backbone, tmp_path, **changes):
-    from benchmark.runner import RunRequest
+    from benchmark.request import RunRequest
 
     values = dict(
         methods=["zeroshot", "coop"],

@@ -13,7 +13,8 @@ import math
 import pytest
 import torch
 
-from benchmark.bench import (
+from benchmark.cli import main
+from benchmark.perf.bench import (
     DEFAULT_METHODS,
     N_CTX,
     bench_config,
@@ -21,9 +22,8 @@ from benchmark.bench import (
     step_flops,
     synthetic_runs,
 )
-from benchmark.cli import main
-from benchmark.estimate import SEEDS, curve, estimate, training
-from benchmark.reference_step import IMAGE_PASSES, reference_step
+from benchmark.perf.estimate import SEEDS, curve, estimate, training
+from benchmark.perf.reference_step import IMAGE_PASSES, reference_step
 from benchmark.registry import build_registry
 
 ROW_FIELDS = ("reference_ms", "ours_ms", "speedup", "text_gflop", "text_tflops")

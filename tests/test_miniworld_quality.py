@@ -18,7 +18,8 @@ from benchmark.miniworld.model import CHECKPOINT, MODEL_NAME
 def accuracy(tmp_path_factory) -> pd.DataFrame:
     from benchmark.backbone import BackboneSpec
     from benchmark.registry import build_registry
-    from benchmark.runner import Runner, RunRequest
+    from benchmark.request import RunRequest
+    from benchmark.runner import Runner
 
     tmp = tmp_path_factory.mktemp("quality")
     request = RunRequest(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from benchmark import cli, wallclock
+from benchmark import cli
+from benchmark.perf import wallclock
 from tests.conftest import toy_request
 
 

@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmark.runner import Cell, Outcome, Runner, RunRequest
+from benchmark.request import RunRequest
+from benchmark.runner import Cell, Outcome, Runner
 
 
 class _TimedRunner(Runner):

@@ -3,7 +3,7 @@
 Side by side, in one process, on the same open_clip model (random weights: nothing is
 downloaded), for each method and class count K:
 
-(a) the reference design's step (:mod:`benchmark.reference_step`): fp16 CLIP on CUDA, the
+(a) the reference design's step (:mod:`benchmark.perf.reference_step`): fp16 CLIP on CUDA, the
     image encoder on every step, 77-token text passes, one run at a time;
 (b) our step: the method's own ``train`` on cached features, with the EOT cut, ``seeds``
     runs batched, bf16 autocast on CUDA. It is timed as the difference between two training
@@ -23,7 +23,7 @@ smaller batch keeps it (CoCoOp: 1; its text pass grows with the batch, so 32 wou
 in memory at K = 1000), and a method whose preset starts from a 4-token phrase starts from
 16 random context tokens instead (cost depends on the context length, not its values). The
 reference's image-encoder pass is also timed alone at each preset batch, for the estimate
-(:mod:`benchmark.estimate`).
+(:mod:`benchmark.perf.estimate`).
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ from benchmark.datasets.spec import Sample
 from benchmark.engine import Engine
 from benchmark.features import FeatureCache
 from benchmark.method import Setting
+from benchmark.perf.reference_step import IMAGE_PASSES, image_pass, reference_dtype, reference_step
 from benchmark.prompting.trainer import steps_per_epoch
 from benchmark.protocol import Classes, TrainData
-from benchmark.reference_step import IMAGE_PASSES, image_pass, reference_dtype, reference_step
 from benchmark.registry import build_registry
 
 BATCH = 32

@@ -1,0 +1,48 @@
+"""``python -m benchmark list``: the registered methods, protocols or datasets."""
+
+from __future__ import annotations
+
+import argparse
+
+from benchmark.cli.command import Command
+from benchmark.cli.options import registry_for
+from benchmark.errors import EXIT_OK
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "what", nargs="?", default="methods", choices=["methods", "protocols", "datasets"]
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    registry = registry_for(args)
+    rows = []
+    if args.what == "methods":
+        for name in registry.methods:
+            spec = registry.methods.get(name)
+            variants = ", ".join(f"{name}:{v}" for v in spec.variants)
+            rows.append(
+                (name, spec.summary, variants, registry.methods.provider(name).distribution)
+            )
+        headers = ("method", "summary", "presets", "provided by")
+    elif args.what == "protocols":
+        for name in registry.protocols:
+            protocol = registry.protocols.get(name)
+            shots = ",".join(map(str, protocol.default_shots))
+            rows.append(
+                (name, protocol.summary, shots, registry.protocols.provider(name).distribution)
+            )
+        headers = ("protocol", "summary", "default shots", "provided by")
+    else:
+        for name in registry.datasets:
+            spec = registry.datasets.get(name)
+            rows.append((name, spec.world, spec.role, spec.display_name, spec.template))
+        headers = ("dataset", "world", "role", "title", "zero-shot template")
+    print(tabulate(rows, headers=headers, tablefmt="simple"))
+    return EXIT_OK
+
+
+COMMAND = Command("list", "list methods, protocols or datasets", configure, run)

@@ -1,0 +1,57 @@
+"""Option types shared by the subcommands, and the registry their options ask for."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def csv_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def ints(text: str) -> list[int]:
+    try:
+        values = [int(item) for item in csv_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_ints(text: str) -> list[int]:
+    values = ints(text)
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"shot counts must be at least 1, got {text!r}")
+    return values
+
+
+def count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text!r}")
+    return int(text)
+
+
+def registry_for(args: argparse.Namespace):
+    """The registry the options ask for: third-party plugins unless ``--no-plugin-autoload``,
+    and the datasets given with ``--dataset``."""
+    from benchmark.registry import build_registry
+
+    extra = []
+    if getattr(args, "user_datasets", None):
+        from benchmark.datasets.imagefolder import UserDatasets, parse_dataset_options
+
+        extra.append(UserDatasets(parse_dataset_options(args.user_datasets)))
+    return build_registry(autoload=False if args.no_plugin_autoload else None, extra_plugins=extra)

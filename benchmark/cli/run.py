@@ -1,0 +1,176 @@
+"""``python -m benchmark run``: a matrix of methods x protocols x datasets x shots x seeds."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from benchmark.cli.command import Command
+from benchmark.cli.options import count, csv_list, ints, positive_ints, registry_for
+from benchmark.errors import EXIT_CELLS_FAILED, EXIT_OK, UserError
+from benchmark.request import DEFAULT_RESULTS
+
+EPILOG = """examples:
+  python -m benchmark run                                  # the offline mini world, every method
+  python -m benchmark run --methods zeroshot,coop --protocols few_shot --shots 1,16
+  python -m benchmark run --data-root ~/data --datasets oxford_pets,dtd --seeds 1,2,3 \\
+      --backbone ViT-B-16 --pretrained openai --device cuda
+  python -m benchmark run --methods coop --set coop.epochs=10 --set coop.n_ctx=4
+  python -m benchmark run --dataset pets=~/pets --dataset "birds=~/birds/split.json:a bird, {}."
+"""
+
+
+def configure(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--methods", type=csv_list, help="comma-separated, wildcards allowed (default: all)"
+    )
+    run.add_argument("--protocols", type=csv_list, help="comma-separated (default: all)")
+    run.add_argument(
+        "--datasets",
+        type=csv_list,
+        help="comma-separated (default: the mini world, or "
+        "every standard dataset when --data-root is given)",
+    )
+    run.add_argument(
+        "--dataset",
+        dest="user_datasets",
+        action="append",
+        default=[],
+        metavar="NAME[@SOURCE]=PATH[:TEMPLATE]",
+        help="your own dataset, repeatable: an ImageFolder folder (train/<class>/, "
+        "test/<class>/, optional val/<class>/) or a CoOp split file SPLIT.json[:IMAGEDIR]; "
+        "TEMPLATE is its zero-shot prompt with {} for the class name (default: 'a photo of "
+        "a {}.'); the first is the source of cross-dataset runs, the others its targets; "
+        "NAME@SOURCE is a domain-shifted version of SOURCE; without --datasets, only these "
+        "datasets run",
+    )
+    run.add_argument("--shots", type=positive_ints, help="e.g. 1,2,4,8,16 (default: per protocol)")
+    run.add_argument("--seeds", type=ints, help="default: 1 on the mini world, else 1,2,3")
+    run.add_argument(
+        "--backbone", help="open_clip model name (default: ViT-B-16; mini world: its own tiny CLIP)"
+    )
+    run.add_argument("--pretrained", help="open_clip pretrained tag (default: openai)")
+    run.add_argument("--checkpoint", type=Path, help="a local weights file instead of --pretrained")
+    run.add_argument("--data-root", type=Path, help="folder holding the datasets in CoOp's layout")
+    run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="default: results")
+    run.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="features and generated data "
+        "(default: $VLPROMPT_BENCH_CACHE or ~/.cache/vlprompt-bench)",
+    )
+    run.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    run.add_argument(
+        "--preset",
+        choices=["reference", "quick"],
+        help="reference: the papers' epochs (default on real data); quick: short "
+        "runs (default on the mini world)",
+    )
+    run.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="METHOD.FIELD=VALUE",
+        help="override a method's config field; repeatable",
+    )
+    run.add_argument("--rerun", action="store_true", help="run cells even if results exist")
+    run.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local: the groups one after the other in this process (default); ray: one Ray "
+        "task per group, one GPU (or CPU) each",
+    )
+    run.add_argument(
+        "--address",
+        help="with --executor ray: an existing Ray cluster (auto, host:port or "
+        "ray://host:port); default: start a local Ray instance",
+    )
+    run.add_argument(
+        "--retries",
+        type=count,
+        default=0,
+        metavar="N",
+        help="run a failed group again up to N times in the same run (default 0)",
+    )
+    run.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard")
+
+
+def request_from(args: argparse.Namespace, registry):
+    """The :class:`~benchmark.request.RunRequest` of these ``run`` options."""
+    from benchmark.request import resolve_request
+
+    return resolve_request(
+        registry,
+        methods=args.methods,
+        protocols=args.protocols,
+        datasets=args.datasets,
+        shots=args.shots,
+        seeds=args.seeds,
+        backbone=args.backbone,
+        pretrained=args.pretrained,
+        checkpoint=args.checkpoint,
+        data_root=args.data_root,
+        results=args.results,
+        cache_dir=args.cache_dir,
+        device=args.device,
+        preset=args.preset,
+        sets=args.sets,
+        rerun=args.rerun,
+        retries=args.retries,
+    )
+
+
+def _executor(args: argparse.Namespace):
+    """The executor of ``run``: None (local) or a Ray executor."""
+    if args.executor == "local":
+        if args.address:
+            raise UserError("--address is for --executor ray")
+        return None
+    from benchmark.ray_executor import RayExecutor
+
+    return RayExecutor(args.address)
+
+
+def run(args: argparse.Namespace) -> int:
+    from benchmark.cli.leaderboard import leaderboard_text, results_table
+    from benchmark.runner import Runner
+
+    executor = _executor(args)
+    registry = registry_for(args)
+    request = request_from(args, registry)
+    runner = Runner(registry, request, progress=lambda m: print(m, file=sys.stderr))
+    summary = runner.run(executor)
+    if not summary.planned:
+        raise UserError(
+            f"nothing to run: protocols {', '.join(request.protocols)} train on none of the "
+            f"datasets {', '.join(request.datasets)} (cross-dataset and domain generalisation "
+            "train on the source dataset of the selected datasets' world)"
+        )
+    print(
+        f"{summary.succeeded} runs done, {summary.skipped} skipped (already in "
+        f"{request.results}), {len(summary.failed)} failed; {summary.rows} rows written",
+        file=sys.stderr,
+    )
+    if not args.no_leaderboard and (summary.succeeded or summary.skipped):
+        print(leaderboard_text(results_table(request.results), None, "github", registry))
+    if summary.failed:
+        for cell, message in summary.failed:
+            print(
+                f"failed: {cell.method} {cell.protocol} {cell.dataset} {cell.shots} shots "
+                f"seed {cell.seed}: {message}",
+                file=sys.stderr,
+            )
+        return EXIT_CELLS_FAILED
+    return EXIT_OK
+
+
+COMMAND = Command(
+    "run",
+    "run a matrix of methods x protocols x datasets x shots x seeds",
+    configure,
+    run,
+    epilog=EPILOG,
+)
