@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from importlib.metadata import entry_points
@@ -39,24 +39,49 @@ class Provider:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """A named variant of a method (selected as ``method:variant``): the config fields it
+    sets on top of the method's settings, and its display title (``"CLIP++"``)."""
+
+    changes: Mapping[str, Any]
+    title: str = ""
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     """A training method, registered by name; ``target`` is imported only when it runs.
 
     ``target`` is ``"package.module:attribute"`` naming an object that implements
-    :class:`benchmark.method.Method`, or that object itself. ``variants`` names the
-    method's presets (selected as ``name:variant``) for listings.
+    :class:`benchmark.method.Method`, or that object itself. ``title`` is the display name of
+    leaderboards (``"CoOp"``; default: the name). ``variants`` are the method's named
+    variants, declared here only, so that listing them imports nothing.
     """
 
     name: str
     summary: str
     target: str | Any
-    variants: tuple[str, ...] = ()
+    variants: Mapping[str, Variant] = field(default_factory=dict)
+    title: str = ""
 
     def load(self) -> Any:
         if not isinstance(self.target, str):
             return self.target
         module_name, _, attribute = self.target.partition(":")
         return getattr(importlib.import_module(module_name), attribute)
+
+    def variant(self, name: str) -> Variant:
+        """The variant ``name``, or a one-line error naming the valid ones."""
+        if name not in self.variants:
+            raise unknown_name(f"{self.name} variant", name, self.variants)
+        return self.variants[name]
+
+    def titles(self) -> dict[str, str]:
+        """Display titles of the method and of each ``name:variant``."""
+        own = self.title or self.name
+        titles = {self.name: own}
+        for key, variant in self.variants.items():
+            titles[f"{self.name}:{key}"] = variant.title or f"{own} ({key})"
+        return titles
 
 
 T = TypeVar("T")
@@ -142,6 +167,13 @@ class Registry:
 
     def __reduce__(self):
         return build_registry, (self.autoload, self.extra_plugins)
+
+    def method_titles(self) -> dict[str, str]:
+        """Display titles of every registered method and ``method:variant``."""
+        titles: dict[str, str] = {}
+        for name in self.methods:
+            titles.update(self.methods.get(name).titles())
+        return titles
 
 
 def _autoload_disabled() -> bool:

@@ -34,7 +34,7 @@ from benchmark import __version__
 from benchmark.catalog import DatasetCatalog
 from benchmark.config import apply_overrides, config_json, run_id
 from benchmark.datasets.spec import REFERENCE_AUGMENTATION, Augmentation, DataContext, Sample
-from benchmark.errors import UserError, unknown_name
+from benchmark.errors import UserError
 from benchmark.method import Setting
 from benchmark.protocol import Plan
 from benchmark.registry import Registry
@@ -116,17 +116,18 @@ class Runner:
 
     def _method(self, name: str):
         base, variant = split_variant(name)
-        method = self.registry.methods.get(base).load()
-        if variant is not None and variant not in method.presets():
-            raise unknown_name(f"{base} preset", variant, method.presets())
-        return method
+        spec = self.registry.methods.get(base)
+        if variant is not None:
+            spec.variant(variant)
+        return spec.load()
 
     def _config(self, name: str, setting: Setting):
         base, variant = split_variant(name)
         method = self._method(name)
         config = method.config(setting)
         if variant is not None:
-            config = dataclasses.replace(config, **method.presets()[variant])
+            changes = self.registry.methods.get(base).variant(variant).changes
+            config = dataclasses.replace(config, **changes)
         overrides = self.request.overrides.get(name, self.request.overrides.get(base, {}))
         return apply_overrides(config, base, overrides)
 

@@ -127,9 +127,6 @@ class CoCoOp:
     version = "1"
     Config = Config
 
-    def presets(self) -> dict[str, dict[str, object]]:
-        return {}
-
     def config(self, setting: Setting) -> Config:
         if setting.preset == "reference":
             return Config()

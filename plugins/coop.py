@@ -103,9 +103,6 @@ class CoOp:
     version = "1"
     Config = Config
 
-    def presets(self) -> dict[str, dict[str, object]]:
-        return {"csc": {"class_specific": True}}
-
     def config(self, setting: Setting) -> Config:
         epochs = reference_epochs(setting)
         if setting.protocol == "few_shot":

@@ -123,9 +123,6 @@ class GCSCoOp:
     version = "1"
     Config = Config
 
-    def presets(self) -> dict[str, dict[str, object]]:
-        return {"default": {"rho": 0.1, "beta1": 0.5, "beta2": 0.8}}
-
     def config(self, setting: Setting) -> Config:
         rho, beta1, beta2 = TABLE4.get(setting.dataset, (0.1, 0.5, 0.8))
         return for_preset(Config(rho=rho, beta1=beta1, beta2=beta2, epochs=200), setting)

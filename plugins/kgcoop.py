@@ -94,9 +94,6 @@ class KgCoOp:
     version = "1"
     Config = Config
 
-    def presets(self) -> dict[str, dict[str, object]]:
-        return {"squared_cosine": {"squared_cosine": True}}
-
     def config(self, setting: Setting) -> Config:
         return for_preset(Config(epochs=100), setting)
 

@@ -138,9 +138,6 @@ class LinearProbe:
     version = "1"
     Config = Config
 
-    def presets(self) -> dict[str, dict[str, object]]:
-        return {}
-
     def config(self, setting: Setting) -> Config:
         return Config() if setting.preset == "reference" else Config(**QUICK)
 

@@ -122,9 +122,6 @@ class ProGrad:
     version = "1"
     Config = Config
 
-    def presets(self) -> dict[str, dict[str, object]]:
-        return {"ensemble": {"ensemble": True}}
-
     def config(self, setting: Setting) -> Config:
         lambda_ = 1.0
         if setting.shots in (8, 16) and setting.dataset in LOW_LAMBDA_DATASETS:

@@ -73,9 +73,6 @@ class SCoOp:
     version = "1"
     Config = Config
 
-    def presets(self) -> dict[str, dict[str, object]]:
-        return {}
-
     def config(self, setting: Setting) -> Config:
         return for_preset(Config(rho=SCOOP_RHO.get(setting.dataset, 0.1), epochs=200), setting)
 

@@ -59,9 +59,6 @@ class ZeroShot:
     version = "1"
     Config = Config
 
-    def presets(self) -> dict[str, dict[str, object]]:
-        return {"ensemble": {"ensemble": True}}  # CLIP++
-
     def config(self, setting: Setting) -> Config:
         return Config()
 

@@ -72,7 +72,7 @@ def one_line(capsys, code: int, expected_code: int, *fragments: str) -> str:
 @pytest.mark.parametrize(
     ("argv", "fragments"),
     [
-        (["--methods", "coop:cs"], ["unknown coop preset 'cs'", "Did you mean 'csc'?"]),
+        (["--methods", "coop:cs"], ["unknown coop variant 'cs'", "Did you mean 'csc'?"]),
         (["--backbone", "vlprompt-tiyn"], ["unknown backbone", "Did you mean 'vlprompt-tiny'?"]),
         (["--set", "zeroshot"], ["expected method.field=value"]),
         (["--set", "zeroshot.ensemble=maybe"], ["--set zeroshot.ensemble", "true or false"]),

@@ -20,7 +20,8 @@ from benchmark.method import Setting
 from benchmark.protocol import Classes, TrainData
 from tests.conftest import TOY_DATASET
 
-METHODS = [name for name, _, _ in BUILTIN_METHODS]
+SPECS = {spec.name: spec for spec in BUILTIN_METHODS}
+METHODS = list(SPECS)
 UNSEEN = Classes("toy_target", ("black square", "purple circle", "orange star"), "a {}.")
 # tiny configs: a couple of epochs, small batches
 TINY = {
@@ -79,8 +80,8 @@ def test_presets_are_configs(name):
                 setting = Setting(protocol, dataset, 16, "ViT-B/16", preset)
                 config = method.config(setting)
                 assert isinstance(config, method.Config)
-                for values in method.presets().values():
-                    dataclasses.replace(config, **values)
+                for variant in SPECS[name].variants.values():
+                    dataclasses.replace(config, **variant.changes)
 
 
 @pytest.mark.parametrize("name", METHODS)

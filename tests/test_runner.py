@@ -55,9 +55,6 @@ class NearestMean:
     class Config:
         temperature: float = 1.0
 
-    def presets(self):
-        return {}
-
     def config(self, setting):
         return self.Config()
 
@@ -109,9 +106,6 @@ class Exploding:
     name = "exploding"
     version = "1"
     Config = NearestMean.Config
-
-    def presets(self):
-        return {}
 
     def config(self, setting):
         return self.Config()

@@ -23,11 +23,11 @@ def run(args: argparse.Namespace) -> int:
     if args.what == "methods":
         for name in registry.methods:
             spec = registry.methods.get(name)
-            variants = ", ".join(f"{name}:{v}" for v in spec.variants)
-            rows.append(
-                (name, spec.summary, variants, registry.methods.provider(name).distribution)
-            )
-        headers = ("method", "summary", "presets", "provided by")
+            titles = spec.titles()
+            variants = ", ".join(f"{key} ({titles[key]})" for key in list(titles)[1:])
+            provider = registry.methods.provider(name).distribution
+            rows.append((name, titles[name], spec.summary, variants, provider))
+        headers = ("method", "title", "summary", "variants", "provided by")
     elif args.what == "protocols":
         for name in registry.protocols:
             protocol = registry.protocols.get(name)

@@ -7,7 +7,7 @@ the method's code.
 from __future__ import annotations
 
 from benchmark.hookspecs import hookimpl
-from benchmark.registry import MethodSpec
+from benchmark.registry import MethodSpec, Variant
 
 
 @hookimpl
@@ -17,6 +17,7 @@ def register_methods(register) -> None:
             "coop_clipped",
             "CoOp with each run's gradient clipped to a maximum norm (example plugin)",
             "vlprompt_bench_example.method:METHOD",
-            ("csc",),
+            {"csc": Variant({"class_specific": True}, "CoOp-clipped (CSC)")},
+            title="CoOp-clipped",
         )
     )
