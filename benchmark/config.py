@@ -12,7 +12,9 @@ from typing import Any
 
 from benchmark.errors import UserError
 
-PRESETS = ("reference", "quick")
+#: The settings presets: each method's official settings, the mini world's short runs, and the
+#: settings under which a paper's tables ran (its name as in results/reference/published.csv).
+PRESETS = ("reference", "quick", "prograd-iccv2023", "gcscoop")
 
 
 def parse_sets(items: Iterable[str]) -> dict[str, dict[str, str]]:

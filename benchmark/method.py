@@ -1,14 +1,17 @@
-"""What a method is: a config dataclass with presets, and a ``train`` that returns classifiers.
+"""What a method is: a typed config, settings per cell, and a ``train`` that returns classifiers.
 
 Methods are plugins (``register_methods`` with a :class:`~benchmark.registry.MethodSpec`).
-The object the spec points at implements :class:`Method`. This module imports no torch.
+The object the spec points at implements :class:`Method`, generic in its config type. The
+engine's bases implement most of it: :class:`benchmark.settings.Configured` resolves a
+config from a settings table, and :class:`benchmark.prompting.method.PromptMethod` is the
+whole CoOp family but the paper's own parts. This module imports no torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import torch
@@ -16,16 +19,24 @@ if TYPE_CHECKING:
     from benchmark.engine import Engine
     from benchmark.protocol import Classes, TrainData
 
+GENERIC_TEMPLATE = "a photo of a {}."
+
 
 @dataclass(frozen=True)
 class Setting:
-    """What a method's presets may depend on."""
+    """What a method's settings may depend on: one cell of the matrix, before its seed.
+
+    ``preset`` is ``"reference"`` (the official code's settings), ``"quick"`` (the mini
+    world's short runs) or a paper's settings (``"gcscoop"``); ``template`` is the dataset's
+    hand-crafted prompt, with ``{}`` for the class name.
+    """
 
     protocol: str
     dataset: str
     shots: int
     backbone: str
-    preset: str  # "reference" (the papers' settings) or "quick" (the mini world's default)
+    preset: str
+    template: str = GENERIC_TEMPLATE
 
 
 class Classifier(Protocol):
@@ -42,20 +53,29 @@ class Classifier(Protocol):
     def scores(self, features: torch.Tensor, classes: Classes) -> torch.Tensor | None: ...
 
 
-class Method(Protocol):
-    """A training method.
+ConfigT = TypeVar("ConfigT")
 
-    ``Config`` is a frozen dataclass of hyperparameters; ``config(setting)`` returns the
-    preset values for a setting (user ``--set`` overrides are applied on top by the engine).
-    ``train`` gets one :class:`~benchmark.protocol.TrainData` per seed, all with the same
-    config; it trains them together where it can and returns one classifier per seed, in
-    order. ``version`` is part of every run's identity: bump it when a change alters results.
+
+class Method(Protocol[ConfigT]):
+    """A training method whose hyperparameters are a frozen dataclass ``Config``.
+
+    ``config(setting)`` returns the values for one cell (variants and the user's ``--set``
+    are applied on top by the planner). ``training_views(config)`` names the cached training
+    views (augmented epochs) ``train`` reads, so that the runner can encode them ahead; a
+    method that trains on the test view only returns none. ``train`` gets one
+    :class:`~benchmark.protocol.TrainData` per seed, all with the same config; it trains
+    them together where it can and returns one classifier per seed, in order. ``version`` is
+    part of every run's identity: bump it when a change alters results.
     """
 
     name: str
     version: str
-    Config: type
+    Config: type[ConfigT]
 
-    def config(self, setting: Setting) -> Any: ...
+    def config(self, setting: Setting) -> ConfigT: ...
 
-    def train(self, runs: Sequence[TrainData], config: Any, engine: Engine) -> list[Classifier]: ...
+    def training_views(self, config: ConfigT) -> Sequence[int]: ...
+
+    def train(
+        self, runs: Sequence[TrainData], config: ConfigT, engine: Engine
+    ) -> list[Classifier]: ...

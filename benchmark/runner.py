@@ -148,7 +148,12 @@ class Runner:
                 for dataset in datasets:
                     for shots in request.shots or protocol.default_shots:
                         setting = Setting(
-                            protocol_name, dataset, shots, request.backbone.name, request.preset
+                            protocol_name,
+                            dataset,
+                            shots,
+                            request.backbone.name,
+                            request.preset,
+                            self.catalog.spec(dataset).template,
                         )
                         config = self._config(method, setting)
                         version = self._method(method).version
@@ -249,16 +254,15 @@ class Runner:
         """The image features a group reads, by dataset and (views, augmentation), for
         extracting them ahead.
 
-        Every split is read in the test view. Methods trained by the shared loop (their
-        config has ``optimisation()``) also read their training images in its training views,
-        made by the training data's augmentation.
+        Every split is read in the test view; the training images also in the training views
+        the method reads (``Method.training_views``), made by the training data's
+        augmentation.
         """
         from benchmark.views import TEST_VIEW
 
         head = group[0]
         protocol = self.registry.protocols.get(head.protocol)
-        optimisation = getattr(head.config, "optimisation", None)
-        training = tuple(optimisation().views) if callable(optimisation) else ()
+        training = tuple(self._method(head.method).training_views(head.config))
         test = ((TEST_VIEW,), REFERENCE_AUGMENTATION)
         needs: dict[str, dict[FeatureRequest, list[Sample]]] = {}
         for cell in group:

@@ -21,14 +21,15 @@ BUILTIN_METHODS = (
         "coop",
         "CoOp: learned context vectors (Zhou et al., IJCV 2022)",
         "vlprompt_methods.coop:METHOD",
-        {"csc": Variant({"class_specific": True}, "CoOp (CSC)")},
+        # CSC as CoOp's paper ran it: 16 random context vectors per class
+        {"csc": Variant({"class_specific": True, "ctx_init": "", "n_ctx": 16}, "CoOp (CSC)")},
         title="CoOp",
     ),
     MethodSpec(
         "kgcoop",
         "KgCoOp: knowledge-guided context (Yao et al., CVPR 2023)",
         "vlprompt_methods.kgcoop:METHOD",
-        {"squared_cosine": Variant({"squared_cosine": True}, "KgCoOp (squared cosine)")},
+        {"single_cosine": Variant({"squared_cosine": False}, "KgCoOp (single cosine)")},
         title="KgCoOp",
     ),
     MethodSpec(

@@ -9,55 +9,33 @@ Algorithm (per step, per run):
 3. p(y | x) = softmax_i(exp(t) cos(x, g(t_i(x)))) (eq. 4): text features are built per image;
 4. the loss is cross-entropy; context and meta-net are learned together by plain SGD.
 
-Presets follow the reference code: init "a photo of a" (M = 4), batch 1, 10 epochs, every
-protocol (16 shots); the quick preset uses batch 4 and 1 epoch at lr 0.02 without the
-warm-up epoch (the schedule's first epoch runs at lr 1e-5: a one-epoch run would learn
-nothing, its classifier would stay the meta-net's random initial shift). The meta-net's
+Settings: ``cocoop.toml`` (init "a photo of a", M = 4, batch 1, 10 epochs, every protocol;
+the quick preset: batch 4, one epoch at lr 0.02 without the warm-up epoch, whose lr 1e-5
+would leave a one-epoch run untrained). The meta-net's
 weights carry the run as leading dimension (S, ...) and are initialised like ``nn.Linear``
 (kaiming-uniform weights, uniform bias, bound 1/sqrt(fan_in)) from a generator seeded by the
 run's seed; the reference draws from the global RNG, so the distribution matches but the draw
 differs.
 Scoring builds text features per image, in chunks of about CHUNK_PROMPTS prompts.
-Deviation: fp32 master weights (bf16 autocast on GPU) instead of pure fp16.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from vlprompt_methods.coop import QUICK
-from vlprompt_methods.kgcoop import initial_context
 
 from benchmark.engine import Engine
-from benchmark.method import Setting
-from benchmark.prompting.rules import plain
+from benchmark.prompting.context import InitialContext
+from benchmark.prompting.method import PromptConfig, PromptLearner, PromptMethod, Step
 from benchmark.prompting.text import PromptEncoder
-from benchmark.prompting.trainer import Batch, Optimisation, fit
+from benchmark.prompting.trainer import Batch
 from benchmark.protocol import Classes, TrainData
+from benchmark.settings import beside
 
 CHUNK_PROMPTS = 4096  # images per scoring chunk: about this many prompts / K
-QUICK_EPOCHS = 1  # per-image prompts cost K text passes per image: one epoch
-QUICK_BATCH = 4
-
-
-@dataclass(frozen=True)
-class Config:
-    n_ctx: int = 4  # used only when ctx_init is empty
-    ctx_init: str = "a photo of a"
-    epochs: int = 10
-    batch_size: int = 1
-    lr: float = 0.002
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    views: int = 0  # augmented views cycled through; 0: a new one each epoch (reference)
-    warmup: bool = True  # a first epoch at lr 1e-5 (reference); the quick preset's one has none
-
-    def optimisation(self) -> Optimisation:
-        return Optimisation.of(self)
 
 
 def _linear(generator: torch.Generator, fan_in: int, fan_out: int):
@@ -99,15 +77,18 @@ def conditional_logits(
 
 
 class CoCoOpClassifier:
-    def __init__(self, engine: Engine, ctx, net, diagnostics) -> None:
+    """One run's context (M, d), meta-net and prompt lead; text features per image."""
+
+    def __init__(self, engine: Engine, ctx, net, lead: str, diagnostics) -> None:
         self.engine = engine
         self.ctx = ctx.detach()
         self.net = [p.detach() for p in net]
+        self.lead = lead
         self.diagnostics = dict(diagnostics)
 
     def scores(self, features: torch.Tensor, classes: Classes) -> torch.Tensor:
         device = self.engine.device
-        encoder = PromptEncoder(self.engine.tower, classes.names, self.ctx.shape[-2])
+        encoder = PromptEncoder(self.engine.tower, classes.names, self.ctx.shape[-2], self.lead)
         ctx = self.ctx[None].to(device)
         net = [p[None].to(device) for p in self.net]
         x = F.normalize(features.to(device).float(), dim=-1)
@@ -122,37 +103,32 @@ class CoCoOpClassifier:
         return torch.cat(out)
 
 
-class CoCoOp:
-    name = "cocoop"
-    version = "1"
-    Config = Config
+class ConditionalLearner(PromptLearner):
+    """The context and the meta-net of each run; every image of a step has its own prompts."""
 
-    def config(self, setting: Setting) -> Config:
-        if setting.preset == "reference":
-            return Config()
-        return Config(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, lr=QUICK["lr"], warmup=False)
+    def __init__(self, engine: Engine, runs: Sequence[TrainData], init: InitialContext) -> None:
+        super().__init__(engine, runs, init)
+        seeds = [run.seed for run in runs]
+        net = meta_net(seeds, engine.backbone.embed_dim, init.ctx.shape[-1])
+        self.params += [p.to(engine.device) for p in net]
 
-    def train(self, runs: Sequence[TrainData], config: Config, engine: Engine):
-        ctx = initial_context(config.ctx_init, config.n_ctx, runs, engine)
-        width = ctx.shape[-1]
-        net = [
-            p.to(engine.device)
-            for p in meta_net([r.seed for r in runs], engine.backbone.embed_dim, width)
-        ]
-        encoder = PromptEncoder(engine.tower, runs[0].classes.names, ctx.shape[-2])
-        scale = engine.backbone.logit_scale
+    def step(self, params: Sequence[torch.Tensor], batch: Batch) -> Step:
+        scale = self.engine.backbone.logit_scale
+        logits = conditional_logits(self.encoder, params[0], params[1:], batch.features, scale)
+        return Step(logits.new_empty(0), logits, batch)
 
-        def losses(params, batch: Batch):
-            logits = conditional_logits(encoder, params[0], params[1:], batch.features, scale)
-            ce = F.cross_entropy(logits.transpose(1, 2), batch.labels, reduction="none")
-            return {"loss": ce.mean(1)}
-
-        params = [ctx, *net]
-        diagnostics = fit(runs, engine, params, losses, plain, config.optimisation())
+    def classifiers(self, runs, diagnostics) -> list[CoCoOpClassifier]:
+        ctx, *net = self.params
         return [
-            CoCoOpClassifier(engine, ctx[i], [p[i] for p in net], diagnostics[i])
+            CoCoOpClassifier(self.engine, ctx[i], [p[i] for p in net], self.lead, diagnostics[i])
             for i in range(len(runs))
         ]
+
+
+class CoCoOp(PromptMethod[PromptConfig]):
+    name, version, Config = "cocoop", "2", PromptConfig
+    settings_file = beside(__file__)
+    learner_type = ConditionalLearner
 
 
 METHOD = CoCoOp()

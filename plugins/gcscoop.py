@@ -21,13 +21,10 @@ a zero bisector (G_SAM = -G_CE, reachable only without lower bound) gives a zero
 reference constrains each parameter tensor separately; with the single context tensor that
 is the same as our per-run global vectors.
 
-Presets: init "a photo of a" (M = 4), batch 128, 200 epochs, every protocol (16 shots in the
-paper); defaults rho 0.1, beta1 0.5, beta2 0.8, replaced by dataset name with the appendix
-table 4 values (Pets and Food101: beta1 -, beta2 0.3; Aircraft: 0.6/0.9; DTD: rho 0.3,
-beta1 0.2; EuroSAT: rho 0.2, beta1 -). The ``default`` preset keeps the defaults everywhere.
+Settings: ``gcscoop.toml`` (rho, beta1, beta2 per dataset from the paper's appendix table 4;
+the ``default`` variant keeps rho 0.1, beta1 0.5, beta2 0.8 everywhere).
 Diagnostics: ``sam_mean_cosine`` (mean cos(G_SAM, G_CE)) and the share of steps in each
 branch (``gcscoop_branch_ce``, ``gcscoop_branch_sam``, ``gcscoop_branch_bisector``).
-Deviation: fp32 master weights (bf16 autocast on GPU) instead of pure fp16.
 """
 
 from __future__ import annotations
@@ -36,52 +33,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from vlprompt_methods.coop import for_preset
-from vlprompt_methods.kgcoop import initial_context
-from vlprompt_methods.scoop import ce_losses
 
-from benchmark.engine import Engine
-from benchmark.method import Setting
-from benchmark.prompting.classifier import PromptClassifier
-from benchmark.prompting.rules import Grads, combine, dot, flat
+from benchmark.prompting.method import PromptConfig, PromptMethod
+from benchmark.prompting.rules import Grads, UpdateRule, combine, dot, flat
 from benchmark.prompting.sam import cosine, sam_gradients
-from benchmark.prompting.text import PromptEncoder
-from benchmark.prompting.trainer import Optimisation, fit
-from benchmark.protocol import TrainData
+from benchmark.settings import beside
 
 NO_LOWER_BOUND = 0.0  # table 4's '-': beta1 <= 0 removes the lower bound
-TABLE4 = {  # dataset: (rho, beta1, beta2), GCSCoOp column of appendix table 4
-    "imagenet": (0.1, 0.5, 0.8),
-    "caltech101": (0.1, 0.5, 0.8),
-    "oxford_pets": (0.1, NO_LOWER_BOUND, 0.3),
-    "stanford_cars": (0.1, 0.5, 0.8),
-    "oxford_flowers": (0.1, 0.5, 0.8),
-    "food101": (0.1, NO_LOWER_BOUND, 0.3),
-    "fgvc_aircraft": (0.1, 0.6, 0.9),
-    "sun397": (0.1, 0.5, 0.8),
-    "dtd": (0.3, 0.2, 0.8),
-    "eurosat": (0.2, NO_LOWER_BOUND, 0.8),
-    "ucf101": (0.1, 0.5, 0.8),
-}
 BRANCH_CE, BRANCH_SAM, BRANCH_BISECTOR = 0, 1, 2
 
 
 @dataclass(frozen=True)
-class Config:
-    n_ctx: int = 4  # used only when ctx_init is empty
-    ctx_init: str = "a photo of a"
+class Config(PromptConfig):
     rho: float = 0.1
     beta1: float = 0.5
     beta2: float = 0.8
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 0.002
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    views: int = 0  # augmented views cycled through; 0: a new one each epoch (reference)
-
-    def optimisation(self) -> Optimisation:
-        return Optimisation.of(self)
 
 
 def gcsam(
@@ -104,7 +70,7 @@ def gcsam(
     return combine(g_sam, g, a, b), branch, c
 
 
-def gcscoop_rule(rho: float, beta1: float, beta2: float):
+def gcscoop_rule(rho: float, beta1: float, beta2: float) -> UpdateRule:
     def rule(params, closure):
         g, g_sam = sam_gradients(params, closure, rho)
         out, branch, c = gcsam(g, g_sam, beta1, beta2)
@@ -118,26 +84,12 @@ def gcscoop_rule(rho: float, beta1: float, beta2: float):
     return rule
 
 
-class GCSCoOp:
-    name = "gcscoop"
-    version = "1"
-    Config = Config
+class GCSCoOp(PromptMethod[Config]):
+    name, version, Config = "gcscoop", "2", Config
+    settings_file = beside(__file__)
 
-    def config(self, setting: Setting) -> Config:
-        rho, beta1, beta2 = TABLE4.get(setting.dataset, (0.1, 0.5, 0.8))
-        return for_preset(Config(rho=rho, beta1=beta1, beta2=beta2, epochs=200), setting)
-
-    def train(self, runs: Sequence[TrainData], config: Config, engine: Engine):
-        ctx = initial_context(config.ctx_init, config.n_ctx, runs, engine)
-        encoder = PromptEncoder(engine.tower, runs[0].classes.names, ctx.shape[-2])
-        rule = gcscoop_rule(config.rho, config.beta1, config.beta2)
-        diagnostics = fit(
-            runs, engine, [ctx], ce_losses(encoder, engine), rule, config.optimisation()
-        )
-        return [
-            PromptClassifier(engine, ctx[i], diagnostics[i], run.classes)
-            for i, run in enumerate(runs)
-        ]
+    def rule(self, config: Config) -> UpdateRule:
+        return gcscoop_rule(config.rho, config.beta1, config.beta2)
 
 
 METHOD = GCSCoOp()

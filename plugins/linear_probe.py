@@ -18,8 +18,8 @@ instead of scikit-learn's 1e-4), so it runs on the GPU; weights agree with sciki
 the optimiser's tolerance, not bit for bit. When a run has no validation samples, C is
 chosen on the training split (diagnostic ``linear_probe_selected_on_train`` = 1).
 
-The quick preset caps each fit at 100 L-BFGS iterations and bisects 4 times, not 8 (15
-fits per run instead of 23).
+Settings: ``linear_probe.toml``; its quick preset caps each fit at 100 L-BFGS iterations and
+bisects 4 times, not 8 (15 fits per run instead of 23).
 The classifier scores only the classes it was trained on: for any other class list
 ``scores`` returns None (no result rather than a wrong one).
 """
@@ -34,11 +34,10 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.engine import Engine
-from benchmark.method import Setting
 from benchmark.protocol import Classes, TrainData
+from benchmark.settings import Configured, beside
 
 SEARCH_GRID = (1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6)
-QUICK = {"max_iter": 100, "bisection_steps": 4}  # the quick preset
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,16 @@ class Config:
     max_iter: int = 1000
     bisection_steps: int = 8
     tolerance: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.C) and self.C >= 0):
+            raise ValueError(f"C must be 0 (search) or positive, got {self.C}")
+        if self.max_iter < 1:
+            raise ValueError(f"max_iter must be at least 1, got {self.max_iter}")
+        if self.bisection_steps < 0:
+            raise ValueError(f"bisection_steps must be at least 0, got {self.bisection_steps}")
+        if not (math.isfinite(self.tolerance) and self.tolerance > 0):
+            raise ValueError(f"tolerance must be positive, got {self.tolerance}")
 
 
 def fit_logistic(
@@ -133,13 +142,9 @@ class LinearProbeClassifier:
         return (features.double() @ weight.T + self.bias.to(features.device)).float()
 
 
-class LinearProbe:
-    name = "linear_probe"
-    version = "1"
-    Config = Config
-
-    def config(self, setting: Setting) -> Config:
-        return Config() if setting.preset == "reference" else Config(**QUICK)
+class LinearProbe(Configured[Config]):
+    name, version, Config = "linear_probe", "1", Config
+    settings_file = beside(__file__)
 
     def train(self, runs: Sequence[TrainData], config: Config, engine: Engine):
         classifiers = []

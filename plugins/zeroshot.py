@@ -1,8 +1,10 @@
 """Zero-shot CLIP: class names in the dataset's hand-crafted prompt, no training.
 
-logits = exp(t) * cos(f_image, f_text("a photo of a {class}.")). The ``ensemble`` preset
-(CLIP++) averages the normalised text features of CoOp's seven ImageNet templates and the
-dataset's own template, then normalises again.
+logits = exp(t) * cos(f_image, f_text("a photo of a {class}.")), with the prompt of the
+dataset being scored (CoOp's wording). The ``ensemble`` variant (CLIP++) averages the
+normalised text features of CoOp's seven ImageNet templates and the dataset's own template
+(on ImageNet the seven alone), then normalises again (:mod:`benchmark.prompting.templates`).
+Settings: ``zeroshot.toml``.
 """
 
 from __future__ import annotations
@@ -14,19 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.engine import Engine
-from benchmark.method import Setting
 from benchmark.prompting.classifier import cosine_logits
+from benchmark.prompting.templates import ensemble, text_features
 from benchmark.protocol import Classes, TrainData
-
-ENSEMBLE_TEMPLATES = (
-    "itap of a {}.",
-    "a bad photo of the {}.",
-    "a origami {}.",
-    "a photo of the large {}.",
-    "a {} in a video game.",
-    "art of the {}.",
-    "a photo of the small {}.",
-)
+from benchmark.settings import Configured, beside
 
 
 @dataclass(frozen=True)
@@ -34,33 +27,25 @@ class Config:
     ensemble: bool = False
 
 
-def class_text_features(engine: Engine, classes: Classes, ensemble: bool) -> torch.Tensor:
-    """Normalised zero-shot text features (K, D) of ``classes``."""
-    templates = (classes.template, *ENSEMBLE_TEMPLATES) if ensemble else (classes.template,)
-    per_template = [
-        engine.text_features(tuple(t.format(name) for name in classes.names)) for t in templates
-    ]
-    return F.normalize(torch.stack(per_template).mean(0), dim=-1)
+def templates(classes: Classes, use_ensemble: bool) -> tuple[str, ...]:
+    """The prompts zero-shot CLIP scores ``classes`` with."""
+    return ensemble(classes.dataset, classes.template) if use_ensemble else (classes.template,)
 
 
 class ZeroShotClassifier:
-    def __init__(self, engine: Engine, ensemble: bool) -> None:
+    def __init__(self, engine: Engine, use_ensemble: bool) -> None:
         self.engine = engine
-        self.ensemble = ensemble
+        self.ensemble = use_ensemble
         self.diagnostics: dict[str, float] = {}
 
     def scores(self, features: torch.Tensor, classes: Classes) -> torch.Tensor:
-        texts = class_text_features(self.engine, classes, self.ensemble)
+        texts = text_features(self.engine, templates(classes, self.ensemble), classes.names)
         return cosine_logits(F.normalize(features, dim=-1), texts, self.engine.backbone.logit_scale)
 
 
-class ZeroShot:
-    name = "zeroshot"
-    version = "1"
-    Config = Config
-
-    def config(self, setting: Setting) -> Config:
-        return Config()
+class ZeroShot(Configured[Config]):
+    name, version, Config = "zeroshot", "2", Config
+    settings_file = beside(__file__)
 
     def train(self, runs: Sequence[TrainData], config: Config, engine: Engine):
         return [ZeroShotClassifier(engine, config.ensemble) for _ in runs]

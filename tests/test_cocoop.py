@@ -7,9 +7,10 @@ import math
 import torch
 import torch.nn.functional as F
 from vlprompt_methods import cocoop
-from vlprompt_methods.cocoop import Config, conditional_logits, meta_net, meta_shift
+from vlprompt_methods.cocoop import conditional_logits, meta_net, meta_shift
 
 from benchmark.prompting.classifier import cosine_logits
+from benchmark.prompting.method import PromptConfig
 from benchmark.prompting.text import PromptEncoder
 from tests.test_methods_contract import toy_runs, toy_splits
 
@@ -54,7 +55,7 @@ def test_conditional_logits(tiny_engine):
 
 
 def test_batched_seeds_and_chunked_scores(toy_root, tiny_engine, monkeypatch):
-    config = Config(epochs=1, batch_size=2)
+    config = PromptConfig(n_ctx=4, ctx_init="a photo of a", epochs=1, batch_size=2)
     runs = toy_runs(toy_root, [1, 2, 3])
     together = cocoop.METHOD.train(runs, config, tiny_engine)
     for run, batched in zip(runs, together, strict=True):

@@ -67,7 +67,7 @@ def toy_runs(toy_root: Path, seeds, shots: int = 2) -> list[TrainData]:
 
 
 def tiny_config(name: str):
-    return module(name).Config(**TINY.get(name, {}))
+    return module(name).METHOD.Config(**TINY.get(name, {}))
 
 
 @pytest.mark.parametrize("name", METHODS)

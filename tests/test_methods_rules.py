@@ -17,8 +17,10 @@ from vlprompt_methods.gcscoop import BRANCH_BISECTOR, BRANCH_CE, BRANCH_SAM, NO_
 from vlprompt_methods.kgcoop import kgcoop_losses
 from vlprompt_methods.prograd import prograd_losses, prograd_project
 
+from benchmark.prompting.method import Step
 from benchmark.prompting.rules import flat
 from benchmark.prompting.sam import cosine, sam_gradients
+from benchmark.prompting.trainer import Batch
 
 
 def as_grads(vectors: torch.Tensor) -> list[torch.Tensor]:
@@ -86,12 +88,17 @@ def test_prograd_runs_are_independent():
         torch.testing.assert_close(batched[i], alone[0], rtol=0, atol=0)
 
 
+def step(logits, labels, texts=None) -> Step:
+    """A step's forward pass from given logits (S, B, K), labels (S, B) and texts."""
+    return Step(texts, logits, Batch(features=None, labels=labels, epoch=0))
+
+
 def test_prograd_losses_match_torch():
     generator = torch.Generator().manual_seed(2)
     student = torch.randn(2, 6, 4, generator=generator)
     teacher = torch.randn(2, 6, 4, generator=generator)
     labels = torch.randint(0, 4, (2, 6), generator=generator)
-    losses = prograd_losses(student, teacher, labels)
+    losses = prograd_losses(step(student, labels), teacher)
     for s in range(2):
         kl = F.kl_div(
             F.log_softmax(student[s], -1), F.softmax(teacher[s], -1), reduction="batchmean"
@@ -224,7 +231,7 @@ def test_kgcoop_loss_hand_computed():
     anchor = torch.tensor([[1.0, 0.0], [0.6, 0.8]])  # cos = 1 and 0.8: mean 0.9
     logits = torch.zeros(1, 3, 2)  # uniform: CE = ln 2
     labels = torch.tensor([[0, 1, 1]])
-    losses = kgcoop_losses(logits, labels, texts, anchor, 8.0)
+    losses = kgcoop_losses(step(logits, labels, texts), anchor, 8.0)
     assert float(losses["kg"][0]) == pytest.approx(0.1)
     assert float(losses["ce"][0]) == pytest.approx(math.log(2))
     assert float(losses["loss"][0]) == pytest.approx(math.log(2) + 0.8)
@@ -236,9 +243,11 @@ def test_kgcoop_loss_per_run():
     anchor = F.normalize(torch.randn(4, 8, generator=generator), dim=-1)
     logits = torch.randn(3, 5, 4, generator=generator)
     labels = torch.randint(0, 4, (3, 5), generator=generator)
-    batched = kgcoop_losses(logits, labels, texts, anchor, 8.0)["loss"]
+    batched = kgcoop_losses(step(logits, labels, texts), anchor, 8.0)["loss"]
     for i in range(3):
-        alone = kgcoop_losses(logits[i : i + 1], labels[i : i + 1], texts[i : i + 1], anchor, 8.0)
+        alone = kgcoop_losses(
+            step(logits[i : i + 1], labels[i : i + 1], texts[i : i + 1]), anchor, 8.0
+        )
         ce = F.cross_entropy(logits[i], labels[i])
         kg = 1 - F.cosine_similarity(texts[i], anchor, dim=-1).mean()
         torch.testing.assert_close(batched[i], alone["loss"][0])

@@ -34,10 +34,9 @@ def test_quick_cocoop_trains_its_single_epoch_at_its_learning_rate():
     from vlprompt_methods.cocoop import METHOD
 
     from benchmark.method import Setting
-    from benchmark.prompting.trainer import Optimisation
 
     for preset, first_lr in (("quick", None), ("reference", 1e-5)):
-        opt = Optimisation.of(METHOD.config(Setting("few_shot", "d", 16, "b", preset)))
+        opt = METHOD.config(Setting("few_shot", "d", 16, "b", preset)).optimisation()
         lr = learning_rate(0, opt.lr, opt.epochs, opt.warmup_lr, warmup=opt.warmup)
         assert lr == (opt.lr if first_lr is None else first_lr), preset
-    assert Optimisation.of(METHOD.config(Setting("few_shot", "d", 16, "b", "quick"))).epochs == 1
+    assert METHOD.config(Setting("few_shot", "d", 16, "b", "quick")).optimisation().epochs == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.prompting.context import phrase_context
+from benchmark.prompting.context import initial_context
 from benchmark.prompting.text import PromptEncoder
 
 
@@ -19,7 +19,7 @@ def test_cut_sequence_equals_full_77_token_pass(tiny_engine):
 
 def test_learned_context_equal_to_words_gives_the_words_features(tiny_engine):
     names = ("red square", "green circle", "blue triangle")
-    ctx = phrase_context(tiny_engine.tower, "a photo of a", n_runs=2)  # (S, 4, d)
+    ctx = initial_context(tiny_engine.tower, "a photo of a", 0, [1, 2]).ctx  # (S, 4, d)
     encoder = PromptEncoder(tiny_engine.tower, names, n_ctx=4)
     features = encoder(ctx[:, None])  # (S, K, D)
     model = tiny_engine.backbone.model

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from benchmark.cli.command import Command
 from benchmark.cli.options import count, csv_list, ints, positive_ints, registry_for
+from benchmark.config import PRESETS
 from benchmark.errors import EXIT_CELLS_FAILED, EXIT_OK, UserError
 from benchmark.request import DEFAULT_RESULTS
 
@@ -63,9 +64,10 @@ def configure(run: argparse.ArgumentParser) -> None:
     run.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     run.add_argument(
         "--preset",
-        choices=["reference", "quick"],
-        help="reference: the papers' epochs (default on real data); quick: short "
-        "runs (default on the mini world)",
+        choices=PRESETS,
+        help="reference: each method's official settings (default on real data); quick: short "
+        "runs (default on the mini world); prograd-iccv2023, gcscoop: the settings under which "
+        "that paper's tables ran (`python -m benchmark config` shows them)",
     )
     run.add_argument(
         "--set",

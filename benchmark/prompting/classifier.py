@@ -11,8 +11,6 @@ from benchmark.engine import Engine
 from benchmark.prompting.text import PromptEncoder
 from benchmark.protocol import Classes
 
-EVAL_BATCH = 1024
-
 
 def cosine_logits(images: torch.Tensor, texts: torch.Tensor, scale: float) -> torch.Tensor:
     """``scale * cos``: images (..., B, D) against texts (..., K, D), both normalised."""
@@ -20,17 +18,20 @@ def cosine_logits(images: torch.Tensor, texts: torch.Tensor, scale: float) -> to
 
 
 class PromptClassifier:
-    """One run's learned context ``ctx`` (M, d), or (K, M, d) for class-specific context."""
+    """One run's learned context ``ctx`` (M, d), or (K, M, d) for class-specific context,
+    in prompts ``[SOS] <lead> <class name> .`` (see :mod:`benchmark.prompting.context`)."""
 
     def __init__(
         self,
         engine: Engine,
         ctx: torch.Tensor,
+        lead: str,
         diagnostics: Mapping[str, float] | None = None,
         trained_on: Classes | None = None,
     ) -> None:
         self.engine = engine
         self.ctx = ctx.detach()
+        self.lead = lead
         self.diagnostics = dict(diagnostics or {})
         self.trained_on = trained_on
 
@@ -38,7 +39,7 @@ class PromptClassifier:
         class_specific = self.ctx.dim() == 3
         if class_specific and (self.trained_on is None or classes.names != self.trained_on.names):
             return None  # class-specific context exists only for the training classes
-        encoder = PromptEncoder(self.engine.tower, classes.names, self.ctx.shape[-2])
+        encoder = PromptEncoder(self.engine.tower, classes.names, self.ctx.shape[-2], self.lead)
         ctx = self.ctx if class_specific else self.ctx[None]
         with torch.no_grad():
             return F.normalize(encoder(ctx.to(self.engine.device)), dim=-1)

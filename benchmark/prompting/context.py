@@ -1,12 +1,33 @@
-"""Initial context vectors of the CoOp family, one set per run (seed)."""
+"""Initial context vectors of the CoOp family, one set per run (seed).
+
+A prompt is ``[SOS] <lead> <class name> . [EOT]``; the first ``M`` tokens of the lead are the
+learned context. Without an init phrase the lead is ``M`` placeholders and the context is
+drawn from N(0, 0.02). With an init phrase of ``w`` words (counted as the reference code
+counts them, ``len(phrase.split(" "))``), the lead is ``M - w`` placeholders followed by the
+phrase: the context starts as ``M - w`` zero vectors and the embeddings of the phrase's
+first ``w`` BPE tokens; a phrase with more tokens than words ("pet," is two tokens) keeps its
+remaining tokens in the lead after the context, fixed, before the class name. This is the
+reference code's construction (CoOp, CoCoOp, KgCoOp with ``M = w``; ProGrad with ``M = 16``
+and the phrase at the tail).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
-from benchmark.prompting.text import TextTower
+from benchmark.prompting.text import PLACEHOLDER, TextTower
+
+
+def words(phrase: str) -> int:
+    """The reference code's length of an init phrase: its words."""
+    return len(phrase.split(" "))
+
+
+def placeholders(n: int) -> str:
+    return " ".join([PLACEHOLDER] * n)
 
 
 def random_context(seeds: Sequence[int], shape: Sequence[int], std: float = 0.02) -> torch.Tensor:
@@ -22,24 +43,33 @@ def random_context(seeds: Sequence[int], shape: Sequence[int], std: float = 0.02
     return torch.stack(contexts)
 
 
-def phrase_embeddings(tower: TextTower, phrase: str) -> torch.Tensor:
-    """Token embeddings (M, d) of a phrase, without [SOS] and [EOT]."""
-    tokens, eot = tower.tokens([phrase])
-    return tower.embed(tokens)[0, 1 : int(eot[0])].cpu()
+@dataclass(frozen=True)
+class InitialContext:
+    """The learned context (S, M, d), or (S, K, M, d) per class, and the prompt's lead."""
+
+    ctx: torch.Tensor
+    lead: str
 
 
-def phrase_context(tower: TextTower, phrase: str, n_runs: int) -> torch.Tensor:
-    """Context (S, M, d) initialised to a phrase's embeddings ("a photo of a" gives M = 4)."""
-    return phrase_embeddings(tower, phrase).expand(n_runs, -1, -1).clone()
-
-
-def tail_phrase_context(tower: TextTower, phrase: str, n_ctx: int, n_runs: int) -> torch.Tensor:
-    """ProGrad's init: ``n_ctx`` vectors, zeros, then the phrase's embeddings as the LAST ones
-    (``n_ctx`` 0: as many vectors as the phrase has tokens, no zeros)."""
-    tail = phrase_embeddings(tower, phrase)
-    n_ctx = n_ctx or len(tail)
-    if len(tail) > n_ctx:
-        raise ValueError(f"init phrase {phrase!r} has {len(tail)} tokens, more than n_ctx={n_ctx}")
-    ctx = torch.zeros(n_runs, n_ctx, tail.shape[1])
-    ctx[:, n_ctx - len(tail) :] = tail
-    return ctx
+def initial_context(
+    tower: TextTower,
+    ctx_init: str,
+    n_ctx: int,
+    seeds: Sequence[int],
+    n_classes: int = 0,
+) -> InitialContext:
+    """The context of runs ``seeds`` (module docstring); ``n_ctx`` 0 with a phrase: one
+    vector per word. ``n_classes`` > 0: one random context per class (CSC)."""
+    width = tower.tower.token_embedding.weight.shape[1]
+    if not ctx_init:
+        shape = (n_classes, n_ctx, width) if n_classes else (n_ctx, width)
+        return InitialContext(random_context(seeds, shape), placeholders(n_ctx))
+    n_words = words(ctx_init)
+    n_ctx = n_ctx or n_words
+    if n_words > n_ctx:
+        raise ValueError(f"init phrase {ctx_init!r} has {n_words} words, more than n_ctx={n_ctx}")
+    lead = " ".join(filter(None, (placeholders(n_ctx - n_words), ctx_init)))
+    tokens, _ = tower.tokens([lead])
+    ctx = torch.zeros(n_ctx, width)
+    ctx[n_ctx - n_words :] = tower.embed(tokens)[0, 1 + n_ctx - n_words : 1 + n_ctx].cpu()
+    return InitialContext(ctx.expand(len(seeds), -1, -1).clone(), lead)

@@ -1,7 +1,8 @@
 """The frozen text encoder, called on learned context vectors.
 
 A prompt is ``[SOS] ctx_1 .. ctx_M <class-name tokens> . [EOT]`` (class token at the end, as
-CoOp's default). Its feature is ``ln_final`` at the EOT position times ``text_projection``.
+CoOp's default), possibly with fixed tokens between the context and the class name (see
+:class:`PromptEncoder`). Its feature is ``ln_final`` at the EOT position times ``text_projection``.
 
 The text transformer is causal, so the output at the EOT position depends only on the
 positions before it: every position after the last EOT of a batch is cut off before the
@@ -176,13 +177,20 @@ class _LengthGroup:
 
 
 class PromptEncoder:
-    """Text features of learned context vectors for a fixed list of class names."""
+    """Text features of learned context vectors for a fixed list of class names.
 
-    def __init__(self, tower: TextTower, classnames: tuple[str, ...], n_ctx: int) -> None:
+    The prompts are ``[SOS] <lead> <class name> . [EOT]`` with the first ``n_ctx`` tokens of
+    ``lead`` replaced by the context (default lead: ``n_ctx`` placeholders); tokens of the lead
+    after them stay fixed (see :mod:`benchmark.prompting.context`).
+    """
+
+    def __init__(
+        self, tower: TextTower, classnames: tuple[str, ...], n_ctx: int, lead: str | None = None
+    ) -> None:
         self.tower = tower
         self.n_ctx = n_ctx
-        placeholder = " ".join([PLACEHOLDER] * n_ctx)
-        texts = [f"{placeholder} {name}." if n_ctx else f"{name}." for name in classnames]
+        lead = " ".join([PLACEHOLDER] * n_ctx) if lead is None else lead
+        texts = [f"{lead} {name}." if lead else f"{name}." for name in classnames]
         tokens, eot = tower.tokens(texts)
         embedded = tower.embed(tokens)
         self.sos = embedded[0, :1]  # (1, d)

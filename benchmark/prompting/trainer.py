@@ -41,21 +41,6 @@ class Optimisation:
     squared_cosine: bool = False
     distinct_views: int = 0  # V > 0: epoch e reads view e mod V; 0: view e
 
-    @classmethod
-    def of(cls, config: object) -> Optimisation:
-        """The optimisation fields of a method's config (``squared_cosine``, ``warmup`` and
-        ``views`` if it has them)."""
-        return cls(
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            lr=config.lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-            warmup=getattr(config, "warmup", True),
-            squared_cosine=getattr(config, "squared_cosine", False),
-            distinct_views=getattr(config, "views", 0),
-        )
-
     @property
     def views(self) -> range:
         """The cached training views the loop reads."""

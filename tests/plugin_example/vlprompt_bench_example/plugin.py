@@ -17,7 +17,7 @@ def register_methods(register) -> None:
             "coop_clipped",
             "CoOp with each run's gradient clipped to a maximum norm (example plugin)",
             "vlprompt_bench_example.method:METHOD",
-            {"csc": Variant({"class_specific": True}, "CoOp-clipped (CSC)")},
+            {"tight": Variant({"max_norm": 0.1}, "CoOp-clipped (0.1)")},
             title="CoOp-clipped",
         )
     )
