@@ -2,7 +2,8 @@
 
 Features live under ``<cache>/features/<backbone fingerprint>/<transform id>/<view>/`` as
 safetensors shards (no pickle, nothing executes on load); the transform id names the test
-transform, or the training augmentation of the dataset. Each shard's metadata repeats the
+transform, or the training augmentation of the dataset, and a training view's folder names
+the seed whose runs draw it (``seed1-view0``). Each shard's metadata repeats the
 backbone fingerprint, transform id and view and lists its images' keys; an image's key is
 its absolute path with its size and modification time, so an edited or replaced image is
 encoded again. A shard that is truncated, whose feature bytes do not match their checksum, or
@@ -47,18 +48,23 @@ def _checksum(features: torch.Tensor) -> str:
     return hashlib.blake2b(features.contiguous().numpy().tobytes(), digest_size=16).hexdigest()
 
 
-def _view_name(view: int) -> str:
-    return "test" if view == TEST_VIEW else f"view{view}"
+def _view_name(view: int, seed: int) -> str:
+    return "test" if view == TEST_VIEW else f"seed{seed}-view{view}"
 
 
 class _Images(Dataset):
     """Decodes each image once and renders all the views it needs."""
 
     def __init__(
-        self, paths: list[str], views: list[int], size: int, augmentation: Augmentation
+        self,
+        paths: list[str],
+        views: list[int],
+        size: int,
+        augmentation: Augmentation,
+        seed: int,
     ) -> None:
         self.paths, self.views, self.size = paths, views, size
-        self.augmentation = augmentation
+        self.augmentation, self.seed = augmentation, seed
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -71,7 +77,7 @@ class _Images(Dataset):
         except (OSError, UnidentifiedImageError) as exc:
             return index, f"{path}: {exc}"
         return index, torch.stack(
-            [render(rgb, v, self.size, self.augmentation) for v in self.views]
+            [render(rgb, v, self.size, self.augmentation, self.seed) for v in self.views]
         )
 
 
@@ -79,14 +85,15 @@ def _collate(items):
     return items
 
 
-Slot = tuple[str, int]  # (transform id, view)
+Slot = tuple[str, int, int]  # (transform id, view, seed)
 
 
 class FeatureCache:
     """Cached image features of one backbone; ask for samples and views, get a tensor.
 
     Training views (``view >= 0``) are rendered with the ``augmentation`` of the dataset the
-    samples come from; the test view (:data:`TEST_VIEW`) has no augmentation.
+    samples come from, with the draws of runs of ``seed``; the test view (:data:`TEST_VIEW`)
+    has no augmentation and no seed.
     """
 
     def __init__(self, root: Path, backbone: Backbone, workers: int | None = None) -> None:
@@ -98,20 +105,28 @@ class FeatureCache:
 
     # -- reading ------------------------------------------------------------------------
 
-    def _slot(self, view: int, augmentation: Augmentation) -> Slot:
-        return transform_id(self.backbone.image_size, view, augmentation), view
+    def _slot(self, view: int, augmentation: Augmentation, seed: int) -> Slot:
+        size = self.backbone.image_size
+        return transform_id(size, view, augmentation), view, 0 if view == TEST_VIEW else seed
 
     def _folder(self, slot: Slot) -> Path:
-        transform, view = slot
-        return self.folder / transform / _view_name(view)
+        transform, view, seed = slot
+        return self.folder / transform / _view_name(view, seed)
 
-    def view_folder(self, view: int, augmentation: Augmentation = REFERENCE_AUGMENTATION) -> Path:
-        """The folder of the shards of ``view`` made with ``augmentation``."""
-        return self._folder(self._slot(view, augmentation))
+    def view_folder(
+        self, view: int, augmentation: Augmentation = REFERENCE_AUGMENTATION, seed: int = 0
+    ) -> Path:
+        """The folder of the shards of ``view`` made with ``augmentation`` for ``seed``."""
+        return self._folder(self._slot(view, augmentation, seed))
 
     def _meta(self, slot: Slot) -> dict[str, str]:
-        transform, view = slot
-        return {"backbone": self.backbone.fingerprint, "transform": transform, "view": str(view)}
+        transform, view, seed = slot
+        return {
+            "backbone": self.backbone.fingerprint,
+            "transform": transform,
+            "view": str(view),
+            "seed": str(seed),
+        }
 
     def _load(self, slot: Slot) -> dict[str, torch.Tensor]:
         if slot in self._index:
@@ -145,19 +160,21 @@ class FeatureCache:
         samples: Sequence[Sample],
         view: int = TEST_VIEW,
         augmentation: Augmentation = REFERENCE_AUGMENTATION,
+        seed: int = 0,
     ) -> torch.Tensor:
         """Features (N, D) of the samples' images in ``view``, on the backbone's device."""
-        return self.views(samples, [view], augmentation)[0]
+        return self.views(samples, [view], augmentation, seed)[0]
 
     def views(
         self,
         samples: Sequence[Sample],
         views: Sequence[int],
         augmentation: Augmentation = REFERENCE_AUGMENTATION,
+        seed: int = 0,
     ) -> torch.Tensor:
         """Features (V, N, D) of the samples' images in each of ``views``; extracts misses."""
-        keys = self.ensure(samples, views, augmentation)
-        slots = [self._slot(v, augmentation) for v in views]
+        keys = self.ensure(samples, views, augmentation, seed)
+        slots = [self._slot(v, augmentation, seed) for v in views]
         out = (
             torch.stack([torch.stack([self._index[slot][k] for k in keys]) for slot in slots])
             if keys
@@ -171,10 +188,11 @@ class FeatureCache:
         view: int,
         features: torch.Tensor,
         augmentation: Augmentation = REFERENCE_AUGMENTATION,
+        seed: int = 0,
     ) -> None:
         """Hold given features (N, D) of the samples' ``view`` in memory, as if encoded: for
         synthetic benchmarks. Nothing is written to disk."""
-        index = self._load(self._slot(view, augmentation))
+        index = self._load(self._slot(view, augmentation, seed))
         index.update(zip((image_key(s.path) for s in samples), features, strict=True))
 
     def ensure(
@@ -182,20 +200,22 @@ class FeatureCache:
         samples: Sequence[Sample],
         views: Sequence[int],
         augmentation: Augmentation = REFERENCE_AUGMENTATION,
+        seed: int = 0,
     ) -> list[str]:
-        """Extract, in one pass, every missing view of the samples; returns their keys."""
+        """Extract, in one pass, every missing view of the samples (training views: those of
+        ``seed``); returns their keys."""
         paths = [s.path for s in samples]
         keys = [image_key(p) for p in paths]
         missing: dict[str, str] = {}
         missing_views: set[int] = set()
         for view in views:
-            index = self._load(self._slot(view, augmentation))
+            index = self._load(self._slot(view, augmentation, seed))
             for key, path in zip(keys, paths, strict=True):
                 if key not in index:
                     missing[key] = path
                     missing_views.add(view)
         if missing:
-            self._extract(list(missing.items()), sorted(missing_views), augmentation)
+            self._extract(list(missing.items()), sorted(missing_views), augmentation, seed)
         return keys
 
     # -- writing ------------------------------------------------------------------------
@@ -206,13 +226,17 @@ class FeatureCache:
         return 0 if n_images < 512 else min(8, os.cpu_count() or 1)
 
     def _extract(
-        self, items: list[tuple[str, str]], views: list[int], augmentation: Augmentation
+        self,
+        items: list[tuple[str, str]],
+        views: list[int],
+        augmentation: Augmentation,
+        seed: int,
     ) -> None:
         start = time.perf_counter()
         keys = [k for k, _ in items]
         paths = [p for _, p in items]
         loader = DataLoader(
-            _Images(paths, views, self.backbone.image_size, augmentation),
+            _Images(paths, views, self.backbone.image_size, augmentation, seed),
             batch_size=max(1, BATCH_SIZE // len(views)),
             num_workers=self._workers(len(paths)),
             collate_fn=_collate,
@@ -233,7 +257,7 @@ class FeatureCache:
             bar.update(len(batch) * len(views))
         bar.close()
         for view in views:
-            slot = self._slot(view, augmentation)
+            slot = self._slot(view, augmentation, seed)
             features = torch.cat(per_view[view])
             self._write_shard(slot, done_keys, features)
             self._index[slot].update(zip(done_keys, features, strict=True))

@@ -26,13 +26,14 @@ from typing import Any
 
 from benchmark.datasets.spec import Sample
 from benchmark.errors import EXIT_ENVIRONMENT, UserError
+from benchmark.planner import Cell
 from benchmark.registry import Registry
 from benchmark.request import RunRequest
-from benchmark.runner import Cell, FeatureRequest, Outcome, Runner, WorkQueue
+from benchmark.runner import FeatureRequest, Outcome, Runner, WorkQueue
 
 INSTALL_HINT = "pip install 'vlprompt-bench[ray]'"
 
-#: Extraction requests of one dataset: (views, augmentation) -> the samples to encode.
+#: Extraction requests of one dataset: (views, augmentation, seed) -> the samples to encode.
 Needs = dict[FeatureRequest, list[Sample]]
 
 
@@ -75,8 +76,8 @@ def _extract(job: _Job, needs: Needs) -> str:
     """
     features = _runner(job).engine.features
     try:
-        for (views, augmentation), samples in needs.items():
-            features.ensure(samples, views, augmentation)
+        for (views, augmentation, seed), samples in needs.items():
+            features.ensure(samples, views, augmentation, seed)
     except UserError:
         raise
     except Exception as exc:

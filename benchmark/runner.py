@@ -1,10 +1,9 @@
-"""The runner: expands the matrix, skips finished runs, trains seeds together, evaluates,
-and writes one result file per run.
+"""The runner: runs the planned matrix (:mod:`benchmark.planner`), skips finished runs,
+trains seeds together, evaluates, and writes one result file per run.
 
-A cell is (method, protocol, dataset, shots, seed); its run id is the hash of its fully
-resolved configuration. Cells that differ only by seed form a group and train in one call
-of the method. A group that raises is recorded as failed, one row per run with the error,
-and the other groups go on; the next run retries failed cells (``retries`` retries them in
+Cells that differ only by seed form a group and train in one call of the method. A group
+that raises is recorded as failed, one row per run with the error, and the other groups go
+on; the next run retries failed cells (``retries`` retries them in
 the same run).
 
 Where the groups run is an executor's choice: one after the other in this process
@@ -15,7 +14,6 @@ results are the runner's, whichever executor runs the groups.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import platform
@@ -30,12 +28,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from benchmark import __version__
+from benchmark import __version__, planner
 from benchmark.catalog import DatasetCatalog
-from benchmark.config import apply_overrides, config_json, run_id
+from benchmark.config import config_json
 from benchmark.datasets.spec import REFERENCE_AUGMENTATION, Augmentation, DataContext, Sample
 from benchmark.errors import UserError
-from benchmark.method import Setting
+from benchmark.planner import Cell, method_of
 from benchmark.protocol import Plan
 from benchmark.registry import Registry
 from benchmark.request import RunRequest, split_variant
@@ -44,19 +42,9 @@ from benchmark.results import ResultStore
 #: Trained classifiers kept for protocols that train on the same data (see Runner._train).
 TRAINED_KEPT = 32
 
-#: Image features asked for at once: views, and the augmentation that makes training views.
-FeatureRequest = tuple[tuple[int, ...], Augmentation]
-
-
-@dataclass
-class Cell:
-    method: str  # as selected, e.g. "coop" or "coop:csc"
-    protocol: str
-    dataset: str
-    shots: int
-    seed: int
-    config: Any
-    run_id: str
+#: Image features asked for at once: views, the augmentation that makes training views and
+#: the seed whose draws they are.
+FeatureRequest = tuple[tuple[int, ...], Augmentation, int]
 
 
 @dataclass
@@ -114,75 +102,12 @@ class Runner:
 
     # -- planning -------------------------------------------------------------------------
 
-    def _method(self, name: str):
-        base, variant = split_variant(name)
-        spec = self.registry.methods.get(base)
-        if variant is not None:
-            spec.variant(variant)
-        return spec.load()
-
-    def _config(self, name: str, setting: Setting):
-        base, variant = split_variant(name)
-        method = self._method(name)
-        config = method.config(setting)
-        if variant is not None:
-            changes = self.registry.methods.get(base).variant(variant).changes
-            config = dataclasses.replace(config, **changes)
-        overrides = self.request.overrides.get(name, self.request.overrides.get(base, {}))
-        return apply_overrides(config, base, overrides)
-
     def plan(self) -> list[list[Cell]]:
-        """The groups of cells to run (cells differing only by seed share a group)."""
-        request = self.request
-        for name in request.overrides:
-            if name not in request.methods and split_variant(name)[0] not in request.methods:
-                raise UserError(
-                    f"--set {name}.*: method {name!r} is not among the methods run "
-                    f"({', '.join(request.methods)})"
-                )
-        groups = []
-        for protocol_name in request.protocols:
-            protocol = self.registry.protocols.get(protocol_name)
-            datasets = protocol.training_datasets(request.datasets, self.catalog)
-            for method in request.methods:
-                for dataset in datasets:
-                    for shots in request.shots or protocol.default_shots:
-                        setting = Setting(
-                            protocol_name,
-                            dataset,
-                            shots,
-                            request.backbone.name,
-                            request.preset,
-                            self.catalog.spec(dataset).template,
-                        )
-                        config = self._config(method, setting)
-                        version = self._method(method).version
-                        group = []
-                        for seed in request.seeds:
-                            identity = {
-                                "method": method,
-                                "method_version": version,
-                                "config": config_json(config),
-                                "protocol": protocol_name,
-                                "dataset": dataset,
-                                "shots": shots,
-                                "seed": seed,
-                                "backbone": request.backbone.name,
-                                "pretrained": request.backbone.weights,
-                            }
-                            group.append(
-                                Cell(
-                                    method,
-                                    protocol_name,
-                                    dataset,
-                                    shots,
-                                    seed,
-                                    config,
-                                    run_id(identity),
-                                )
-                            )
-                        groups.append(group)
-        return groups
+        """The groups of cells to run (:func:`benchmark.planner.plan`)."""
+        return planner.plan(self.registry, self.request, self.catalog)
+
+    def _method(self, name: str):
+        return method_of(self.registry, name)
 
     # -- execution ------------------------------------------------------------------------
 
@@ -256,21 +181,21 @@ class Runner:
 
         Every split is read in the test view; the training images also in the training views
         the method reads (``Method.training_views``), made by the training data's
-        augmentation.
+        augmentation with the draws of the run's seed.
         """
         from benchmark.views import TEST_VIEW
 
         head = group[0]
         protocol = self.registry.protocols.get(head.protocol)
         training = tuple(self._method(head.method).training_views(head.config))
-        test = ((TEST_VIEW,), REFERENCE_AUGMENTATION)
+        test = ((TEST_VIEW,), REFERENCE_AUGMENTATION, 0)
         needs: dict[str, dict[FeatureRequest, list[Sample]]] = {}
         for cell in group:
             plan = protocol.plan(cell.dataset, cell.shots, cell.seed, self.catalog)
             train = needs.setdefault(cell.dataset, {})
             train.setdefault(test, []).extend((*plan.train.samples, *plan.train.val))
             if training:
-                views = (training, plan.train.augmentation)
+                views = (training, plan.train.augmentation, cell.seed)
                 train.setdefault(views, []).extend(plan.train.samples)
             for split in plan.evals:
                 needs.setdefault(split.eval_dataset, {}).setdefault(test, []).extend(split.samples)

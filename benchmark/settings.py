@@ -189,6 +189,11 @@ class Configured(Generic[ConfigT]):
     def complete(self, config: ConfigT, setting: Any) -> ConfigT:
         return config
 
+    def texts(self, config: ConfigT, setting: Any) -> dict[str, Any]:
+        """The hand-written texts the method uses on the cell's dataset (prompts,
+        templates), for ``python -m benchmark config``."""
+        return {}
+
     def training_views(self, config: ConfigT) -> Sequence[int]:
         return ()
 

@@ -1,13 +1,14 @@
 """The image views of the reference code, made deterministic.
 
 Test view: resize the shorter side to the model's size (bicubic), centre crop, CLIP
-normalisation. Training view ``e`` of an image: RandomResizedCrop(scale=(0.08, 1), ratio
-(3/4, 4/3), bicubic) + horizontal flip with p = 0.5 + CLIP normalisation, with its random
-draws seeded by (the image's pixels, e): the same image gets the same views wherever its file
-lies, so results do not depend on the data or cache folder. View ``e`` is the augmentation
-of epoch ``e``, identical for every method, seed and shot count that trains on the image. A
-dataset may declare another crop scale or no flip
-(:class:`~benchmark.datasets.spec.Augmentation`).
+normalisation. Training view ``e`` of an image for seed ``s``: RandomResizedCrop(scale=(0.08,
+1), ratio (3/4, 4/3), bicubic) + horizontal flip with p = 0.5 + CLIP normalisation, with its
+random draws seeded by (the image's pixels, s, e). View ``e`` is the augmentation of epoch
+``e``: every run of seed ``s`` draws new augmentations each epoch, as the reference code
+does, and runs of another seed draw others; all methods and shot counts of one seed see the
+same views, which pairs their comparison. The draws depend on the pixels, not on where the
+file lies, so results do not depend on the data or cache folder. A dataset may declare
+another crop scale or no flip (:class:`~benchmark.datasets.spec.Augmentation`).
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ def transform_id(image_size: int, view: int, augmentation: Augmentation) -> str:
     """Names a view's transform, so that features of another transform are never used."""
     if view == TEST_VIEW:
         return f"clip-s{image_size}-centre-bicubic-v1"
-    return f"clip-s{image_size}-{augmentation.id}-bicubic-v2"
+    return f"clip-s{image_size}-{augmentation.id}-bicubic-v3"
 
 
-def _rng(image: Image.Image, view: int) -> random.Random:
-    """The random draws of ``view`` of ``image``, seeded by its size, mode and pixels."""
-    digest = hashlib.sha256(f"{image.size}|{image.mode}|{view}|".encode())
+def _rng(image: Image.Image, view: int, seed: int) -> random.Random:
+    """The random draws of ``view`` of ``image`` for runs of ``seed``, seeded by the image's
+    size, mode and pixels."""
+    digest = hashlib.sha256(f"{image.size}|{image.mode}|{seed}|{view}|".encode())
     digest.update(image.tobytes())
     return random.Random(int.from_bytes(digest.digest()[:8], "little"))
 
@@ -70,12 +72,14 @@ def render(
     view: int,
     size: int,
     augmentation: Augmentation = REFERENCE_AUGMENTATION,
+    seed: int = 0,
 ) -> torch.Tensor:
-    """The normalised pixel tensor of ``view`` of an RGB image."""
+    """The normalised pixel tensor of ``view`` of an RGB image (a training view: for runs of
+    ``seed``)."""
     if view == TEST_VIEW:
         image = TF.center_crop(TF.resize(image, size, InterpolationMode.BICUBIC), size)
     else:
-        rng = _rng(image, view)
+        rng = _rng(image, view, seed)
         top, left, h, w = _crop_box(image.width, image.height, augmentation.crop_scale, rng)
         image = TF.resized_crop(image, top, left, h, w, [size, size], InterpolationMode.BICUBIC)
         flip = rng.random() < 0.5  # drawn either way: a view's crop never depends on the flip

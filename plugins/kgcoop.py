@@ -21,6 +21,7 @@ Settings: ``kgcoop.toml``.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -59,6 +60,9 @@ class KgCoOp(PromptMethod[Config]):
 
     def complete(self, config: Config, setting: Setting) -> Config:
         return replace(config, anchor_template=config.anchor_template or setting.template)
+
+    def texts(self, config: Config, setting: Setting) -> dict[str, Any]:
+        return {**super().texts(config, setting), "anchor": config.anchor_template}
 
     def objective(self, config: Config, classes: Classes, engine: Engine) -> Objective:
         anchor = text_features(engine, [config.anchor_template], classes.names)

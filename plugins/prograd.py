@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -88,6 +89,12 @@ def prograd_losses(step: Step, teacher: torch.Tensor) -> dict[str, torch.Tensor]
     return {"ce": cross_entropy(step), "kl": kl}
 
 
+def teacher_templates(config: Config, dataset: str, template: str) -> tuple[str, ...]:
+    """The teacher's prompts: ProGrad's wording, or CLIP++'s prompts of the dataset whose
+    hand-crafted template is ``template`` (ProGrad++)."""
+    return ensemble(dataset, template) if config.ensemble else (config.teacher_template,)
+
+
 class ProGrad(PromptMethod[Config]):
     name, version, Config = "prograd", "2", Config
     settings_file = beside(__file__)
@@ -95,10 +102,12 @@ class ProGrad(PromptMethod[Config]):
     def complete(self, config: Config, setting: Setting) -> Config:
         return replace(config, teacher_template=config.teacher_template or setting.template)
 
+    def texts(self, config: Config, setting: Setting) -> dict[str, Any]:
+        teacher = teacher_templates(config, setting.dataset, setting.template)
+        return {**super().texts(config, setting), "teacher": list(teacher)}
+
     def objective(self, config: Config, classes: Classes, engine: Engine) -> Objective:
-        templates = [config.teacher_template]
-        if config.ensemble:  # CLIP++'s prompts for these classes
-            templates = ensemble(classes.dataset, classes.template)
+        templates = teacher_templates(config, classes.dataset, classes.template)
         zeroshot = text_features(engine, templates, classes.names).to(engine.device)
         scale = engine.backbone.logit_scale
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from benchmark.engine import Engine
+from benchmark.method import Setting
 from benchmark.prompting.classifier import cosine_logits
 from benchmark.prompting.templates import ensemble, text_features
 from benchmark.protocol import Classes, TrainData
@@ -27,9 +29,9 @@ class Config:
     ensemble: bool = False
 
 
-def templates(classes: Classes, use_ensemble: bool) -> tuple[str, ...]:
-    """The prompts zero-shot CLIP scores ``classes`` with."""
-    return ensemble(classes.dataset, classes.template) if use_ensemble else (classes.template,)
+def templates(dataset: str, template: str, use_ensemble: bool) -> tuple[str, ...]:
+    """The prompts zero-shot CLIP scores the classes of ``dataset`` with."""
+    return ensemble(dataset, template) if use_ensemble else (template,)
 
 
 class ZeroShotClassifier:
@@ -39,13 +41,17 @@ class ZeroShotClassifier:
         self.diagnostics: dict[str, float] = {}
 
     def scores(self, features: torch.Tensor, classes: Classes) -> torch.Tensor:
-        texts = text_features(self.engine, templates(classes, self.ensemble), classes.names)
+        prompts = templates(classes.dataset, classes.template, self.ensemble)
+        texts = text_features(self.engine, prompts, classes.names)
         return cosine_logits(F.normalize(features, dim=-1), texts, self.engine.backbone.logit_scale)
 
 
 class ZeroShot(Configured[Config]):
     name, version, Config = "zeroshot", "2", Config
     settings_file = beside(__file__)
+
+    def texts(self, config: Config, setting: Setting) -> dict[str, Any]:
+        return {"templates": list(templates(setting.dataset, setting.template, config.ensemble))}
 
     def train(self, runs: Sequence[TrainData], config: Config, engine: Engine):
         return [ZeroShotClassifier(engine, config.ensemble) for _ in runs]

@@ -50,6 +50,19 @@ def test_views_are_deterministic(tiny_engine, toy_root, tmp_path):
     torch.testing.assert_close(a, b)
 
 
+def test_each_seed_draws_its_own_views(tiny_engine, toy_root, tmp_path):
+    """Runs of another seed see other augmentations (as the reference's), the test view is
+    shared, and a seed's views are the same in any cache folder."""
+    samples = _samples(toy_root)
+    cache = FeatureCache(tmp_path / "a", tiny_engine.backbone)
+    one, two = cache.features(samples, 0, seed=1), cache.features(samples, 0, seed=2)
+    assert not torch.allclose(one, two)
+    assert cache.view_folder(0, seed=1) != cache.view_folder(0, seed=2)
+    assert cache.view_folder(TEST_VIEW, seed=1) == cache.view_folder(TEST_VIEW, seed=2)
+    elsewhere = FeatureCache(tmp_path / "b", tiny_engine.backbone).features(samples, 0, seed=2)
+    torch.testing.assert_close(elsewhere, two)
+
+
 def test_damaged_shard_is_rebuilt(tiny_engine, toy_root, tmp_path):
     samples = _samples(toy_root)
     cache = FeatureCache(tmp_path / "c", tiny_engine.backbone)

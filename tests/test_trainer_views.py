@@ -14,10 +14,11 @@ def test_cycled_views_read_only_the_first_views(toy_registry, tiny_engine):
     augmentation = runs[0].augmentation
     cycled = METHOD.train(runs, Config(n_ctx=4, epochs=4, batch_size=4, views=2), tiny_engine)
     features = tiny_engine.features
-    assert features.view_folder(1, augmentation).is_dir()
-    assert not features.view_folder(2, augmentation).exists()
+    assert features.view_folder(1, augmentation, seed=1).is_dir()
+    assert not features.view_folder(2, augmentation, seed=1).exists()
+    assert not features.view_folder(1, augmentation, seed=2).exists()  # the run's seed only
     fresh = METHOD.train(runs, Config(n_ctx=4, epochs=4, batch_size=4), tiny_engine)
-    assert features.view_folder(3, augmentation).is_dir()
+    assert features.view_folder(3, augmentation, seed=1).is_dir()
     assert not torch.allclose(cycled[0].ctx, fresh[0].ctx)
 
 

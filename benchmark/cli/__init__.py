@@ -23,6 +23,7 @@ COMMANDS = (
     "benchmark.cli.run",
     "benchmark.cli.leaderboard",
     "benchmark.cli.datasets",
+    "benchmark.cli.config",
     "benchmark.perf.command",
 )
 

@@ -18,8 +18,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmark.planner import Cell
 from benchmark.request import RunRequest
-from benchmark.runner import Cell, Outcome, Runner
+from benchmark.runner import Outcome, Runner
 
 
 class _TimedRunner(Runner):

@@ -22,14 +22,15 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 
 from benchmark.engine import Engine
+from benchmark.method import Setting
 from benchmark.prompting.classifier import PromptClassifier, cosine_logits
-from benchmark.prompting.context import InitialContext, initial_context, words
+from benchmark.prompting.context import InitialContext, initial_context, placeholders, words
 from benchmark.prompting.rules import Losses, UpdateRule, plain
 from benchmark.prompting.text import PromptEncoder
 from benchmark.prompting.trainer import Batch, Optimisation, fit
@@ -162,6 +163,22 @@ class PromptMethod(Configured[ConfigT]):
 
     def training_views(self, config: ConfigT) -> range:
         return config.optimisation().views
+
+    def texts(self, config: ConfigT, setting: Setting) -> dict[str, Any]:
+        if not config.ctx_init:
+            return {
+                "prompt": f"{placeholders(config.n_ctx)} {{}}.",
+                "context": f"{config.n_ctx} vectors drawn from N(0, 0.02)",
+            }
+        n_words = words(config.ctx_init)
+        n_ctx = config.n_ctx or n_words
+        lead = " ".join(filter(None, (placeholders(n_ctx - n_words), config.ctx_init)))
+        return {
+            "prompt": f"{lead} {{}}.",
+            "context": f"the first {n_ctx} tokens after [SOS]: {n_ctx - n_words} zeros, then the "
+            f"embeddings of the init phrase's first {n_words} tokens (one per word); further "
+            "tokens of the phrase stay fixed before the class name",
+        }
 
     def initial_context(
         self, config: ConfigT, runs: Sequence[TrainData], engine: Engine

@@ -2,9 +2,10 @@
 
 SGD with momentum and weight decay on the learned tensors only, the reference schedule
 (warm-up epoch, then cosine stepped per epoch), batches drawn by a random sampler seeded per
-run, and the image features of epoch ``e`` read from the cache's view ``e`` (the reference:
-a new augmentation every epoch), or from view ``e mod V`` when a config cycles through ``V``
-views (the quick preset, where encoding the views costs more than training on them). Runs are
+run, and the image features of epoch ``e`` read from the cache's view ``e`` of the run's seed
+(the reference: a new augmentation every epoch), or from view ``e mod V`` when a config
+cycles through ``V`` views (the quick preset, where encoding the views costs more than
+training on them). Runs are
 batched along the leading dimension of every learned tensor (see :mod:`.rules`).
 """
 
@@ -101,18 +102,18 @@ def fit(
     )
     labels = torch.tensor([[s.label for s in run.samples] for run in runs], device=device)
     generators = [torch.Generator().manual_seed(run.seed) for run in runs]
-    samples = [s for run in runs for s in run.samples]
-    augmentation = runs[0].augmentation
-    # one extraction pass for all epochs
-    engine.features.ensure(samples, opt.views, augmentation)
+    cache = engine.features
+    for run in runs:  # one extraction pass per run for all epochs
+        cache.ensure(run.samples, opt.views, run.augmentation, run.seed)
     totals: dict[str, torch.Tensor] = {}
     steps = 0
     for epoch in tqdm(range(opt.epochs), desc="training", unit="epoch", leave=False):
         lr = learning_rate(epoch, opt.lr, opt.epochs, opt.warmup_lr, opt.squared_cosine, opt.warmup)
         for group in optimiser.param_groups:
             group["lr"] = lr
-        view = engine.features.features(samples, opt.view(epoch), augmentation)
-        view = view.view(len(runs), n, -1)
+        view = torch.stack(
+            [cache.features(r.samples, opt.view(epoch), r.augmentation, r.seed) for r in runs]
+        )
         view = F.normalize(view, dim=-1)
         orders = [_batches(n, opt.batch_size, g) for g in generators]
         for step_indices in zip(*orders, strict=True):

@@ -1,0 +1,162 @@
+"""``python -m benchmark config``: the resolved configuration of one cell, with its sources.
+
+Shows what ``run`` would use for one (method, protocol, dataset, shots, seed): every field of
+the method's config with the source of its value (the settings table's citation, a variant,
+``--set``, or the config's default), the hand-written texts the method uses on that dataset,
+and the run id. The configuration and the run id come from the same planned cell
+(:func:`benchmark.planner.plan`), so they are what ``run`` would record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from benchmark.cli.command import Command
+from benchmark.cli.options import positive_int, registry_for
+from benchmark.config import PRESETS
+from benchmark.errors import EXIT_OK, UserError
+
+EPILOG = """examples:
+  python -m benchmark config prograd --protocol few_shot --dataset oxford_pets --shots 16
+  python -m benchmark config coop:csc --protocol few_shot --dataset dtd --shots 4
+  python -m benchmark config kgcoop --protocol base_to_new --dataset dtd --shots 16 \\
+      --preset gcscoop --format json
+  python -m benchmark config coop --protocol few_shot --dataset mini_shapes --shots 16 \\
+      --set coop.epochs=5
+"""
+
+DEFAULT_SOURCE = "the config's default"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("method", help="a method, or method:variant")
+    parser.add_argument("--protocol", required=True)
+    parser.add_argument("--dataset", required=True, help="the dataset the cell trains on")
+    parser.add_argument("--shots", type=positive_int, required=True)
+    parser.add_argument("--seed", type=int, default=1, help="default 1 (the run id's seed)")
+    parser.add_argument(
+        "--preset",
+        choices=PRESETS,
+        help="default: quick on the mini world, reference on real data",
+    )
+    parser.add_argument("--backbone", help="default: as for run")
+    parser.add_argument("--pretrained", help="default: as for run")
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="METHOD.FIELD=VALUE",
+        help="override a field, as for run; repeatable",
+    )
+    parser.add_argument("--format", default="text", choices=["text", "json"])
+
+
+def resolve(args: argparse.Namespace) -> dict:
+    """The cell's configuration, sources, texts and run id, as a JSON-able dict."""
+    from benchmark.catalog import DatasetCatalog
+    from benchmark.datasets.spec import DataContext
+    from benchmark.method import Setting
+    from benchmark.planner import method_of, plan
+    from benchmark.request import resolve_request, split_variant
+
+    registry = registry_for(args)
+    request = resolve_request(
+        registry,
+        methods=[args.method],
+        protocols=[args.protocol],
+        datasets=[args.dataset],
+        shots=[args.shots],
+        seeds=[args.seed],
+        backbone=args.backbone,
+        pretrained=args.pretrained,
+        checkpoint=args.checkpoint,
+        preset=args.preset,
+        sets=args.sets,
+        device="cpu",
+    )
+    if len(request.methods) != 1 or len(request.datasets) != 1:
+        raise UserError("config shows one cell: give one method and one dataset, no wildcards")
+    catalog = DatasetCatalog(registry.datasets, DataContext(None, Path()), request.datasets)
+    cells = [cell for group in plan(registry, request, catalog) for cell in group]
+    if not cells:
+        protocol = registry.protocols.get(args.protocol)
+        raise UserError(
+            f"{args.protocol} does not train on {args.dataset!r} ({protocol.summary}); "
+            "give the dataset it trains on"
+        )
+    (cell,) = cells
+    name = request.methods[0]
+    base, variant = split_variant(name)
+    method = method_of(registry, name)
+    spec = catalog.spec(cell.dataset)
+    setting = Setting(
+        cell.protocol, cell.dataset, cell.shots, request.backbone.name, request.preset,
+        spec.template,
+    )  # fmt: skip
+    sources = {f.name: DEFAULT_SOURCE for f in dataclasses.fields(cell.config)}
+    sources.update(method.config_sources(setting))
+    if variant is not None:
+        changes = registry.methods.get(base).variant(variant).changes
+        sources.update(dict.fromkeys(changes, f"variant {name}"))
+    overrides = request.overrides.get(name, request.overrides.get(base, {}))
+    sources.update(dict.fromkeys(overrides, "--set"))
+    return {
+        "method": name,
+        "protocol": cell.protocol,
+        "dataset": cell.dataset,
+        "shots": cell.shots,
+        "seed": cell.seed,
+        "preset": request.preset,
+        "backbone": request.backbone.name,
+        "pretrained": request.backbone.weights,
+        "dataset_template": spec.template,
+        "run_id": cell.run_id,
+        "config": dataclasses.asdict(cell.config),
+        "sources": sources,
+        "texts": method.texts(cell.config, setting),
+    }
+
+
+def render(report: dict) -> str:
+    from tabulate import tabulate
+
+    head = (
+        f"{report['method']} · {report['protocol']} · {report['dataset']} · "
+        f"{report['shots']} shots · seed {report['seed']} · {report['backbone']} "
+        f"({report['pretrained']}) · preset {report['preset']}"
+    )
+    rows = [
+        (field, json.dumps(value), report["sources"][field])
+        for field, value in report["config"].items()
+    ]
+    texts = [("dataset template", report["dataset_template"])]
+    for key, value in report["texts"].items():
+        values = value if isinstance(value, list) else [value]
+        texts += [(key if i == 0 else "", text) for i, text in enumerate(values)]
+    return "\n\n".join(
+        [
+            f"{head}\nrun id: {report['run_id']}",
+            tabulate(rows, headers=("field", "value", "source"), tablefmt="simple"),
+            tabulate(texts, headers=("text", "value"), tablefmt="simple"),
+        ]
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    report = resolve(args)
+    print(json.dumps(report, indent=1) if args.format == "json" else render(report))
+    return EXIT_OK
+
+
+COMMAND = Command(
+    "config",
+    "the resolved configuration of one cell, each value with its source, and its run id",
+    configure,
+    run,
+    epilog=EPILOG,
+)
