@@ -13,8 +13,12 @@ Algorithm (per step, per run):
 
 Boundaries, as the reference code compares (``dot < 0`` projects): exactly orthogonal
 gradients (G_d . G_g = 0) are not projected; a zero G_g is never projected (the reference
-would divide by zero). Dot products and norms are over all learned tensors of one run (the
-reference projects per parameter tensor; with the single context tensor that is the same).
+would divide by zero), and neither is a G_g that is zero but for float rounding, |G_g| <=
+1e-6 |G_d| (when the context starts as the teacher's prompt, the KL and its gradient are
+exactly zero; the rounding left in G_g points anywhere, and the reference would project on
+it); a G_g of a real difference between student and teacher is larger by orders. Dot
+products and norms are over all learned tensors of one run (the reference projects per
+parameter tensor; with the single context tensor that is the same).
 
 Context: M = 16 slots, the init phrase (the teacher template without " {}.") at the tail and
 zeros before it, counted in words as the reference counts them: "a type of pet, a photo of a"
@@ -43,6 +47,8 @@ from benchmark.prompting.templates import ensemble, text_features
 from benchmark.protocol import Classes
 from benchmark.settings import beside
 
+ZERO_RATIO = 1e-6  # |G_g| / |G_d| below which G_g is float rounding of zero
+
 
 @dataclass(frozen=True)
 class Config(PromptConfig):
@@ -56,11 +62,12 @@ def prograd_project(
 ) -> tuple[Grads, torch.Tensor, torch.Tensor]:
     """Eq. 4 per run: (G_prograd, projected (S,) bool, angle between G_d and G_g in degrees).
 
-    Projected iff G_d . G_g < 0 and |G_g| > 0. The angle of a zero gradient is 90 degrees.
+    Projected iff G_d . G_g < 0 and |G_g| > ZERO_RATIO |G_d| (module docstring). The angle of a
+    zero gradient is 90 degrees.
     """
     d = dot(g_d, g_g)
     gg = (flat(g_g) ** 2).sum(1)
-    projected = (d < 0) & (gg > 0)
+    projected = (d < 0) & (gg > ZERO_RATIO**2 * (flat(g_d) ** 2).sum(1))
     factor = torch.where(projected, -lambda_ * d / gg.clamp_min(1e-30), torch.zeros_like(d))
     out = combine(g_d, g_g, torch.ones_like(d), factor)
     norms = flat(g_d).norm(dim=1) * gg.sqrt()
