@@ -79,7 +79,7 @@ class SplitFileLayout:
 
 
 #: Expected sizes. Classes and the train/val/test sizes of the ten CoOp datasets are those of
-#: REFERENCE.md (CoOp's split files). ImageNet's val is its test set (as in CoOp). The sizes
+#: CoOp's split files (KaiyangZhou/CoOp DATASETS.md and the split_zhou_*.json files). ImageNet's val is its test set (as in CoOp). The sizes
 #: of the shifted ImageNets are those of their publications.
 EXPECTED: dict[str, Expected] = {
     "imagenet": Expected(1000, 1_281_167, 50_000, 50_000),
