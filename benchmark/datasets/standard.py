@@ -79,8 +79,8 @@ class SplitFileLayout:
 
 
 #: Expected sizes. Classes and the train/val/test sizes of the ten CoOp datasets are those of
-#: CoOp's split files (KaiyangZhou/CoOp DATASETS.md and the split_zhou_*.json files). ImageNet's val is its test set (as in CoOp). The sizes
-#: of the shifted ImageNets are those of their publications.
+#: CoOp's split files (KaiyangZhou/CoOp DATASETS.md, split_zhou_*.json). ImageNet's val is its
+#: test set (as in CoOp). The sizes of the shifted ImageNets are those of their publications.
 EXPECTED: dict[str, Expected] = {
     "imagenet": Expected(1000, 1_281_167, 50_000, 50_000),
     "caltech101": Expected(100, 4128, 1649, 2465),
