@@ -1,0 +1,114 @@
+"""The planner: the matrix of a request, its groups and run ids, planned without any data."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from benchmark import planner
+from benchmark.backbone import BackboneSpec
+from benchmark.catalog import DatasetCatalog
+from benchmark.datasets.spec import DataContext
+from benchmark.errors import UserError
+from benchmark.request import RunRequest
+from tests.conftest import TOY_DATASET
+
+
+def request(**changes) -> RunRequest:
+    values = dict(
+        methods=["zeroshot", "coop", "coop:csc"],
+        protocols=["few_shot", "cross_dataset"],
+        datasets=[TOY_DATASET, "toy_target", "toy_shift"],
+        seeds=[1, 2, 3],
+        backbone=BackboneSpec("tiny", None, Path("w.safetensors")),
+        results=Path("unused"),
+        cache_dir=Path("unused"),
+        shots=[1, 4],
+        preset="quick",
+    )
+    values.update(changes)
+    return RunRequest(**values)
+
+
+def unreadable(ctx):
+    raise AssertionError("planning read a dataset")
+
+
+def plan(registry, **changes):
+    req = request(**changes)
+    for entry in registry.datasets.entries.values():  # planning must not read any dataset
+        entry.value = dataclasses.replace(entry.value, load=unreadable)
+    context = DataContext(Path("/nonexistent"), Path())
+    catalog = DatasetCatalog(registry.datasets, context, req.datasets)
+    return planner.plan(registry, req, catalog)
+
+
+def ids(groups) -> set[str]:
+    return {cell.run_id for group in groups for cell in group}
+
+
+def test_the_matrix_and_its_groups(toy_registry):
+    groups = plan(toy_registry)
+    # few-shot trains on the source and the target (not the shift); cross-dataset on the source
+    expected = {
+        (protocol, method, dataset, shots)
+        for method in ("zeroshot", "coop", "coop:csc")
+        for shots in (1, 4)
+        for protocol, dataset in (
+            ("few_shot", TOY_DATASET),
+            ("few_shot", "toy_target"),
+            ("cross_dataset", TOY_DATASET),
+        )
+    }
+    heads = [(g[0].protocol, g[0].method, g[0].dataset, g[0].shots) for g in groups]
+    assert sorted(heads) == sorted(expected) and len(heads) == len(expected)
+    for group in groups:
+        assert [c.seed for c in group] == [1, 2, 3]  # one group per cell, its seeds together
+        assert len({c.run_id for c in group}) == 3
+        assert all(c.config == group[0].config for c in group)
+    assert len(ids(groups)) == 3 * len(expected)
+    assert ids(plan(toy_registry)) == ids(groups)  # deterministic
+
+
+def test_the_run_id_holds_everything_that_decides_a_result(toy_registry, monkeypatch):
+    base = ids(plan(toy_registry, methods=["coop"], protocols=["few_shot"], shots=[1]))
+    assert len(base) == 6
+    changed = {
+        "config": dict(overrides={"coop": {"epochs": "3"}}),
+        "preset": dict(preset="reference"),
+        "weights": dict(backbone=BackboneSpec("tiny", "other-tag")),
+    }
+    for what, change in changed.items():
+        other = plan(toy_registry, methods=["coop"], protocols=["few_shot"], shots=[1], **change)
+        assert not ids(other) & base, what
+    monkeypatch.setattr(planner, "ENGINE_VERSION", "test")
+    engine = plan(toy_registry, methods=["coop"], protocols=["few_shot"], shots=[1])
+    assert not ids(engine) & base
+
+
+def test_a_changed_template_is_a_new_run(toy_registry):
+    before = ids(plan(toy_registry, methods=["zeroshot"], protocols=["few_shot"]))
+    entry = toy_registry.datasets.entries[TOY_DATASET]
+    entry.value = dataclasses.replace(entry.value, template="a drawing of a {}.")
+    after = ids(plan(toy_registry, methods=["zeroshot"], protocols=["few_shot"]))
+    assert len(before & after) == len(before) // 2  # toy_target's runs are unchanged
+
+
+def test_variants_and_overrides_resolve_per_method(toy_registry):
+    groups = plan(
+        toy_registry,
+        protocols=["few_shot"],
+        shots=[1],
+        overrides={"coop": {"epochs": "3"}, "coop:csc": {"epochs": "5"}},
+    )
+    configs = {g[0].method: g[0].config for g in groups if g[0].dataset == TOY_DATASET}
+    assert configs["coop"].epochs == 3 and not configs["coop"].class_specific
+    assert configs["coop:csc"].epochs == 5 and configs["coop:csc"].class_specific
+    with pytest.raises(UserError, match="not among the methods run"):
+        plan(toy_registry, overrides={"kgcoop": {"epochs": "3"}})
+    with pytest.raises(UserError, match="unknown coop variant 'cs'"):
+        plan(toy_registry, methods=["coop:cs"])
+    with pytest.raises(UserError, match="epochs must be at least 1"):
+        plan(toy_registry, overrides={"coop": {"epochs": "0"}})
