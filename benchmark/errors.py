@@ -40,8 +40,9 @@ def first_line(exc: BaseException) -> str:
 def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UserError:
     """The error for a name that is not registered, with the closest match and the choices."""
     choices = sorted(valid)
-    close = difflib.get_close_matches(name, choices, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    by_lower = {choice.lower(): choice for choice in choices}  # "CoOp" means "coop"
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1)
+    hint = f" Did you mean {by_lower[close[0]]!r}?" if close else ""
     shown = ", ".join(choices[:MAX_LISTED])
     if len(choices) > MAX_LISTED:
         shown += f", ... ({len(choices) - MAX_LISTED} more)"

@@ -136,15 +136,26 @@ def resolve_request(
     sets: Sequence[str] = (),
     rerun: bool = False,
     retries: int = 0,
+    require_data: bool = True,
 ) -> RunRequest:
     """The request of ``run`` with these choices, every default filled (module docstring).
 
     ``datasets`` are names or wildcards; without them, the datasets of your own registered
     with ``--dataset`` (world ``user``), else the standard datasets when ``data_root`` is
-    given, else the mini world.
+    given, else the mini world. Standard datasets without ``data_root`` are refused unless
+    ``require_data`` is false (planning alone reads no data).
     """
     chosen = _datasets(registry, datasets, data_root)
-    mini = _worlds(registry, chosen) == {MINI_WORLD}
+    worlds = _worlds(registry, chosen)
+    if require_data and STANDARD_WORLD in worlds and data_root is None:
+        standard = [n for n in chosen if registry.datasets.get(n).world == STANDARD_WORLD]
+        raise UserError(
+            f"the standard datasets {', '.join(standard)} need --data-root DIR, the folder "
+            "holding them in CoOp's layout (`python -m benchmark datasets check --data-root "
+            "DIR` says what is there); without it, run the mini world",
+            EXIT_DATA,
+        )
+    mini = worlds == {MINI_WORLD}
     spec = _backbone(mini, backbone, pretrained, checkpoint)
     if data_root is not None and not Path(data_root).is_dir():
         raise UserError(f"--data-root {data_root}: no such folder", EXIT_DATA)

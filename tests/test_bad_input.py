@@ -73,6 +73,8 @@ def one_line(capsys, code: int, expected_code: int, *fragments: str) -> str:
     ("argv", "fragments"),
     [
         (["--methods", "coop:cs"], ["unknown coop variant 'cs'", "Did you mean 'csc'?"]),
+        (["--methods", "CoOp"], ["unknown method 'CoOp'", "Did you mean 'coop'?"]),
+        (["--methods", "KGCOOP"], ["unknown method 'KGCOOP'", "Did you mean 'kgcoop'?"]),
         (["--backbone", "vlprompt-tiyn"], ["unknown backbone", "Did you mean 'vlprompt-tiny'?"]),
         (["--set", "zeroshot"], ["expected method.field=value"]),
         (["--set", "zeroshot.ensemble=maybe"], ["--set zeroshot.ensemble", "true or false"]),
@@ -92,6 +94,13 @@ def test_nothing_left_to_run_after_filtering(tmp_path, capsys, tree):
 
 
 # -- data ------------------------------------------------------------------------------------
+
+
+def test_standard_datasets_without_a_data_root_stop_before_planning(tmp_path, capsys):
+    code = run(tmp_path, "--datasets", "oxford_pets,dtd")
+    err = capsys.readouterr().err
+    assert code == EXIT_DATA and err.count("\n") == 1 and "runs planned" not in err
+    assert "oxford_pets, dtd" in err and "--data-root" in err
 
 
 def split_file(folder, entries: dict) -> str:

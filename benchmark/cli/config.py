@@ -78,6 +78,7 @@ def resolve(args: argparse.Namespace) -> dict:
         preset=args.preset,
         sets=args.sets,
         device="cpu",
+        require_data=False,
     )
     if len(request.methods) != 1 or len(request.datasets) != 1:
         raise UserError("config shows one cell: give one method and one dataset, no wildcards")
