@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from typing import Protocol as TypingProtocol
 
 from benchmark.datasets.spec import REFERENCE_AUGMENTATION, Augmentation, Sample
+
+if TYPE_CHECKING:
+    from benchmark.leaderboard.layout import Layout, Scope
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,9 @@ class Protocol(TypingProtocol):
     none. ``training_datasets`` picks, from the selected datasets, those a cell trains on
     (few-shot: every non-shift dataset; cross-dataset: the source). ``plan`` builds one
     cell. ``derived`` adds metrics computed from a run's accuracies (may return nothing).
+
+    A protocol may also have the attributes of :class:`LeaderboardLayout`; without them its
+    results get the leaderboard's generic table.
     """
 
     name: str
@@ -99,3 +106,20 @@ class Protocol(TypingProtocol):
     def plan(self, dataset: str, shots: int, seed: int, catalog: Catalog) -> Plan: ...
 
     def derived(self, accuracy: Mapping[tuple[str, str], float]) -> list[Metric]: ...
+
+
+class LeaderboardLayout(TypingProtocol):
+    """The optional leaderboard attributes of a protocol.
+
+    ``leaderboard_layouts(scope)`` gives the tables of one protocol, backbone, weights and
+    shot count: :class:`benchmark.leaderboard.layout.Layout` objects built from the building
+    blocks of :mod:`benchmark.leaderboard.layout` (``scope`` says which cells are present and
+    how to name datasets). ``leaderboard_order``: the protocol's place on the page (smaller
+    first; protocols without one come last, by name). ``leaderboard_plots``: the figures of
+    :mod:`benchmark.plots` its results have (``"accuracy_vs_shots"``, ``"base_vs_new"``).
+    """
+
+    leaderboard_order: int
+    leaderboard_plots: tuple[str, ...]
+
+    def leaderboard_layouts(self, scope: Scope) -> list[Layout]: ...

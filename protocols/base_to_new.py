@@ -13,6 +13,16 @@ from collections.abc import Mapping, Sequence
 
 from benchmark.datasets.sampling import few_shot
 from benchmark.datasets.spec import Sample
+from benchmark.leaderboard.layout import (
+    Column,
+    HarmonicOf,
+    Key,
+    Layout,
+    Mean,
+    Scope,
+    average_h_column,
+    harmonic_mean,
+)
 from benchmark.protocol import Catalog, Classes, EvalSplit, Metric, Plan, TrainData
 
 
@@ -31,14 +41,12 @@ def subset(samples: Sequence[Sample], labels: Sequence[int]) -> tuple[Sample, ..
     )
 
 
-def harmonic_mean(base: float, new: float) -> float:
-    return 2 * base * new / (base + new) if base + new > 0 else 0.0
-
-
 class BaseToNew:
     name = "base_to_new"
     summary = "train on K shots of the base half of the classes; test on base and on new"
     default_shots = (16,)
+    leaderboard_order = 20
+    leaderboard_plots = ("base_vs_new",)
 
     def training_datasets(self, selected: Sequence[str], catalog: Catalog) -> list[str]:
         return [name for name in selected if catalog.spec(name).role != "shift"]
@@ -74,3 +82,23 @@ class BaseToNew:
                 h = harmonic_mean(accuracy[dataset, "base"], accuracy[dataset, "new"])
                 metrics.append(Metric(dataset, "hm", "accuracy", h))
         return metrics
+
+    def leaderboard_layouts(self, scope: Scope) -> list[Layout]:
+        """The papers' wide table: a row per method; Base, New and H averaged over the
+        datasets first (the average H ranks), then Base, New and H of each dataset."""
+        names = scope.datasets("base")
+        bases = tuple(Key(d, d, "base") for d in names)
+        news = tuple(Key(d, d, "new") for d in names)
+        columns = [
+            Column("Base", Mean(bases), "Average"),
+            Column("New", Mean(news), "Average"),
+            average_h_column(bases, news, scope.average_h),
+        ]
+        for base, new in zip(bases, news, strict=True):
+            group = scope.title(base.dataset)
+            columns += [
+                Column("Base", base, group),
+                Column("New", new, group),
+                Column("H", HarmonicOf(base, new), group),
+            ]
+        return [Layout(tuple(columns), rank_by=2)]

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from vlprompt_protocols.few_shot import full_training_data
 
+from benchmark.leaderboard.layout import Column, Key, Layout, Mean, Scope
 from benchmark.protocol import Catalog, Classes, EvalSplit, Metric, Plan
 
 
@@ -45,10 +46,27 @@ def evaluations(source: str, role: str, catalog: Catalog) -> tuple[EvalSplit, ..
     return tuple(evals)
 
 
+def transfer_layouts(scope: Scope) -> list[Layout]:
+    """A table per source dataset: the source (its own test split), each dataset it is
+    evaluated on, then their Average (the source excluded), which ranks."""
+    found = []
+    for source in scope.sources():
+        keys = tuple(Key(source, target, "all") for target in scope.targets(source))
+        columns = (
+            Column(f"{scope.title(source)} (source)", Key(source, source, "all")),
+            *(Column(scope.title(key.eval_dataset), key) for key in keys),
+            Column("Average", Mean(keys)),
+        )
+        caption = f"source {scope.title(source)}"
+        found.append(Layout(columns, rank_by=len(columns) - 1, caption=caption))
+    return found
+
+
 class CrossDataset:
     name = "cross_dataset"
     summary = "train on the source dataset; evaluate on every target dataset's own classes"
     default_shots = (16,)
+    leaderboard_order = 30
 
     def training_datasets(self, selected: Sequence[str], catalog: Catalog) -> list[str]:
         return source_training_datasets(selected, catalog)
@@ -59,3 +77,6 @@ class CrossDataset:
 
     def derived(self, accuracy: Mapping[tuple[str, str], float]) -> list[Metric]:
         return []
+
+    def leaderboard_layouts(self, scope: Scope) -> list[Layout]:
+        return transfer_layouts(scope)

@@ -6,9 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from vlprompt_protocols.cross_dataset import evaluations, source_training_datasets
+from vlprompt_protocols.cross_dataset import (
+    evaluations,
+    source_training_datasets,
+    transfer_layouts,
+)
 from vlprompt_protocols.few_shot import full_training_data
 
+from benchmark.leaderboard.layout import Layout, Scope
 from benchmark.protocol import Catalog, Metric, Plan
 
 
@@ -16,6 +21,7 @@ class DomainGeneralization:
     name = "domain_generalization"
     summary = "train on the source dataset; evaluate on its domain-shifted versions"
     default_shots = (16,)
+    leaderboard_order = 40
 
     def training_datasets(self, selected: Sequence[str], catalog: Catalog) -> list[str]:
         return source_training_datasets(selected, catalog)
@@ -26,3 +32,6 @@ class DomainGeneralization:
 
     def derived(self, accuracy: Mapping[tuple[str, str], float]) -> list[Metric]:
         return []
+
+    def leaderboard_layouts(self, scope: Scope) -> list[Layout]:
+        return transfer_layouts(scope)

@@ -1,6 +1,7 @@
 """``leaderboard --reference``: measured and published numbers side by side with the
-difference, on a result table with rows for real datasets; and the plain statement that the
-papers publish nothing for the mini world."""
+difference, on a result table with rows for real datasets; the plain statement that the
+papers publish nothing for the mini world; and the per-cell comparison (published value,
+difference, beyond the seed spread) that paper recipes build on."""
 
 from __future__ import annotations
 
@@ -9,11 +10,25 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.leaderboard import Stat, leaderboard, sections
+from benchmark.leaderboard import Stat, leaderboard
+from benchmark.leaderboard.board import layouts
+from benchmark.leaderboard.cells import aggregate, measurements
+from benchmark.leaderboard.comparison import compare_cells, published_for
 from benchmark.reference import AVERAGED_OVER, load
-from tests.test_leaderboard import EXTENSIONS, check_golden, frame, seeded
+from benchmark.registry import build_registry
+from tests.test_leaderboard import (
+    EXTENSIONS,
+    board_of,
+    builtin_protocols,
+    by_cell,
+    cells_of,
+    check_golden,
+    frame,
+    seeded,
+)
 
 TITLES = {"oxford_pets": "OxfordPets", "dtd": "DTD", "imagenet": "ImageNet"}
+METHOD_TITLES = build_registry(autoload=False).method_titles()
 
 
 @pytest.fixture(scope="module")
@@ -56,67 +71,76 @@ def few_shot_rows(datasets, backbone: str = "RN50", shots: int = 4) -> list[dict
     return rows
 
 
-def by_label(table) -> dict:
-    return {tuple(r[:2]) if isinstance(r[1], str) else r[0]: r for r in table[1:]}
+def sections(df: pd.DataFrame, published: pd.DataFrame, **options):
+    options.setdefault("titles", TITLES)
+    options.setdefault("method_titles", METHOD_TITLES)
+    return board_of(df, reference=published, **options).sections
 
 
 def test_base_to_new_measured_published_and_difference(published: pd.DataFrame) -> None:
     df = frame(base_to_new_rows())
-    [section] = sections(df, titles=TITLES, reference=published)
-    rows = by_label(section.table)
-    measured = rows["OxfordPets", "gcscoop"]
-    paper = rows["OxfordPets", "gcscoop · paper"]
-    delta = rows["OxfordPets", "gcscoop · Δ"]
-    assert measured[2] == Stat(pytest.approx(93.43), pytest.approx((1 / 6) ** 0.5))
-    assert paper[2:] == [
-        Stat(95.43, style="paper"),
-        Stat(97.97, style="paper"),
-        Stat(96.68, style="paper"),
+    [section] = sections(df, published)
+    cells = by_cell(section.table)
+    assert cells["GCSCoOp", "OxfordPets Base"] == Stat(
+        pytest.approx(93.43), pytest.approx((1 / 6) ** 0.5)
+    )
+    assert [cells["GCSCoOp · paper", f"OxfordPets {c}"] for c in ("Base", "New", "H")] == [
+        Stat(95.43),
+        Stat(97.97),
+        Stat(96.68),
     ]
-    assert delta[2].mean == pytest.approx(-2.0) and delta[3].mean == pytest.approx(1.0)
-    assert delta[4].mean == pytest.approx(measured[4].mean - 96.68)
-    # two of the eleven datasets: no published average to compare with, so no paper rows
-    assert ("Average", "coop · paper") not in rows and ("Average", "coop") in rows
-    assert section.notes[0] == "Published: gcscoop table 1."
+    assert cells["GCSCoOp · Δ", "OxfordPets Base"].mean == pytest.approx(-2.0)
+    assert cells["GCSCoOp · Δ", "OxfordPets New"].mean == pytest.approx(1.0)
+    measured_h = cells["GCSCoOp", "OxfordPets H"].mean
+    assert cells["GCSCoOp · Δ", "OxfordPets H"].mean == pytest.approx(measured_h - 96.68)
+    # two of the eleven datasets: no published average to compare with
+    assert cells["CoOp · paper", "Average Base"] is None
+    assert cells["CoOp", "Average Base"] is not None
+    assert section.notes == ("Published: gcscoop table 1.",)
+    # the paper and Δ rows stay under their method; methods ranked by the average H
+    assert [r.label for r in section.table.rows][:3] == ["KgCoOp", "KgCoOp · paper", "KgCoOp · Δ"]
 
     lines = cells_of(leaderboard(df, titles=TITLES, reference=published))
-    assert ["OxfordPets", "gcscoop", "93.4 ± 0.4", "99.0 ± 0.4", "96.1"] in lines
-    assert ["OxfordPets", "gcscoop · paper", "95.43", "97.97", "96.68"] in lines
-    assert ["OxfordPets", "gcscoop · Δ", "-2.0", "+1.0", "-0.6"] in lines
-    assert ["DTD", "kgcoop · paper", "80.44", "56.69", "66.51"] in lines
-
-
-def cells_of(markdown: str) -> list[list[str]]:
-    """The cells of every table line of a github-format leaderboard."""
-    return [
-        [cell.strip() for cell in line.strip("|").split("|")]
-        for line in markdown.splitlines()
-        if line.startswith("|")
-    ]
+    assert [
+        "gcscoop · paper",
+        "",
+        "",
+        "",
+        "95.43",
+        "97.97",
+        "96.68",
+        "80.32",
+        "55.39",
+        "65.57",
+    ] in (lines)
+    assert ["gcscoop · Δ", "", "", "", "-2.0", "+1.0", "-0.6", "-2.0", "+1.0", "-0.0"] in lines
 
 
 def test_few_shot_average_over_the_papers_eleven_datasets(published: pd.DataFrame) -> None:
     """ProGrad's table 1 prints only averages over 11 datasets: compared when the table has
     exactly those; RN50 at 4 shots, CoOp 66.79 and ProGrad 68.45."""
     df = frame(few_shot_rows(sorted(AVERAGED_OVER["few_shot"])))
-    [section] = sections(df, reference=published)
-    rows = {r[0]: r for r in section.table[1:]}
-    assert rows["coop · paper"][-1] == Stat(66.79, style="paper")
-    assert rows["coop · Δ"][-1].mean == pytest.approx(70.0 - 66.79)
-    assert rows["prograd · paper"][-1] == Stat(68.45, style="paper")
-    assert all(cell is None for cell in rows["coop · paper"][1:-1])  # no per-dataset numbers
-    assert section.notes == ["Published: prograd-iccv2023 table 1."]
+    [section] = sections(df, published)
+    rows = {r.label: r.cells for r in section.table.rows}
+    assert rows["CoOp · paper"][-1] == Stat(66.79)
+    assert rows["CoOp · Δ"][-1].mean == pytest.approx(70.0 - 66.79)
+    assert rows["ProGrad · paper"][-1] == Stat(68.45)
+    assert all(cell is None for cell in rows["CoOp · paper"][:-1])  # no per-dataset numbers
+    assert section.notes == ("Published: prograd-iccv2023 table 1.",)
     # other backbone, other shots, or fewer datasets: nothing to compare
     for other in (
         few_shot_rows(sorted(AVERAGED_OVER["few_shot"]), backbone="ViT-B-16"),
         few_shot_rows(sorted(AVERAGED_OVER["few_shot"]), shots=3),
         few_shot_rows(["oxford_pets", "dtd"]),
     ):
-        [section] = sections(frame(other), reference=published)
-        assert len(section.table) == 3  # header, coop, prograd: no paper rows
-        assert section.notes == [
-            "No published number matches this table's methods, datasets, backbone and shots."
-        ]
+        found = board_of(frame(other), reference=published)
+        [section] = found.sections
+        assert [r.label for r in section.table.rows] == ["prograd", "coop"]  # no paper rows
+        assert section.notes == ()
+        assert found.notes == (
+            "Tables without `· paper` rows have no published number for their methods, "
+            "datasets, backbone and shot count.",
+        )
 
 
 def test_zero_shot_published_numbers_match_any_shot_count(published: pd.DataFrame) -> None:
@@ -129,20 +153,21 @@ def test_zero_shot_published_numbers_match_any_shot_count(published: pd.DataFram
         shots=4,
     )
     df = frame([{**r, "backbone": "RN50"} for r in rows])
-    [section] = sections(df, titles=TITLES, reference=published)
-    paper = {r[0]: r for r in section.table[1:]}["zeroshot · paper"]
-    assert paper[1:3] == [Stat(58.18, style="paper"), Stat(51.34, style="paper")]
+    [section] = sections(df, published)
+    paper = {r.label: r.cells for r in section.table.rows}["CLIP · paper"]
+    assert paper[:2] == (Stat(58.18), Stat(51.34))
 
 
-def test_mini_world_says_the_papers_publish_nothing(published: pd.DataFrame) -> None:
+def test_mini_world_says_the_papers_publish_nothing_once(published: pd.DataFrame) -> None:
     rows = seeded((50.0,) * 3, dataset="mini_shapes", backbone="vlprompt-tiny", pretrained="")
+    rows += [{**r, "shots": 4} for r in rows]
     text = leaderboard(frame(rows), reference=published)
     assert text.startswith(
         "The papers publish no numbers for the datasets mini_shapes: their results are "
-        "shown without published numbers."
+        "shown without published numbers.\n\n## few_shot"
     )
-    assert "The papers publish no numbers for mini_shapes." in text
-    assert "· paper" not in text
+    assert text.count("publish no") == 1 and text.count("## few_shot") == 2
+    assert "· paper" not in text and "Tables without" not in text
 
 
 def test_cli_reference(tmp_path: Path, capsys) -> None:
@@ -154,8 +179,8 @@ def test_cli_reference(tmp_path: Path, capsys) -> None:
     for run_id in sorted({r["run_id"] for r in rows}):
         store.write_run(run_id, [r for r in rows if r["run_id"] == run_id])
     assert main(["leaderboard", "--results", str(tmp_path), "--reference"]) == 0
-    out = capsys.readouterr().out
-    assert ["OxfordPets", "gcscoop · paper", "95.43", "97.97", "96.68"] in cells_of(out)
+    lines = [line[:7] for line in cells_of(capsys.readouterr().out)]
+    assert ["GCSCoOp · paper", "", "", "", "80.32", "55.39", "65.57"] in lines  # DTD first
     assert main(["leaderboard", "--results", str(tmp_path), "--reference", "nope.csv"]) == 3
     assert "nope.csv: no such file" in capsys.readouterr().err
 
@@ -180,21 +205,33 @@ def golden_reference_df() -> pd.DataFrame:
 
 @pytest.mark.parametrize("fmt", ["github", "latex", "csv"])
 def test_golden_reference(published: pd.DataFrame, fmt: str) -> None:
-    text = leaderboard(golden_reference_df(), fmt=fmt, titles=TITLES, reference=published)
+    text = leaderboard(
+        golden_reference_df(),
+        fmt=fmt,
+        titles=TITLES,
+        method_titles=METHOD_TITLES,
+        protocols=builtin_protocols(),
+        reference=published,
+    )
     check_golden(f"reference.{EXTENSIONS[fmt]}", text)
     if fmt == "github":
         lines = cells_of(text)
         # a missing split or seed: empty measured cell and Δ, never a partial mean
-        assert ["OxfordPets", "cocoop", "93.0 ± 0.8", "", ""] in lines
-        assert ["OxfordPets", "cocoop · Δ", "-0.5", "", ""] in lines
-        assert ["DTD", "gcscoop", "78.3 ± 0.4", "", ""] in lines
-        assert ["DTD", "gcscoop · Δ", "-2.0", "", ""] in lines
+        rows = {line[0]: line[1:] for line in lines}
+        assert rows["CoCoOp"] == ["", "", "", "93.0 ± 0.8", "", "", "", "", ""]
+        assert rows["CoCoOp · Δ"] == ["", "", "", "-0.5", "", "", "", "", ""]
+        assert rows["GCSCoOp"][:3] == ["**85.9**", "", ""] and rows["GCSCoOp"][6:] == [
+            "78.3 ± 0.4",
+            "",
+            "",
+        ]
+        assert rows["GCSCoOp · Δ"][6:] == ["-2.0", "", ""]
 
 
 def test_base_to_new_average_as_the_papers_compute_it(published: pd.DataFrame) -> None:
     """Measured = GCSCoOp's printed per-dataset CoOp numbers on all 11 datasets: the
     comparison's Average (base, new, and H as the mean of per-dataset H) matches the printed
-    AVG row to its rounding."""
+    AVG row to its rounding; with H of the averages, the average H is not compared."""
     printed = published[
         (published["paper"] == "gcscoop")
         & (published["table"] == "1")
@@ -207,9 +244,78 @@ def test_base_to_new_average_as_the_papers_compute_it(published: pd.DataFrame) -
         printed["dataset"], printed["split"], printed["value"], strict=True
     ):
         rows += seeded((value,) * 3, protocol="base_to_new", dataset=dataset, split=split)
-    [section] = sections(frame(rows), reference=published)
-    table = {tuple(r[:2]): r[2:] for r in section.table[1:]}
-    assert [p.mean for p in table["Average", "coop · paper"]] == [82.68, 64.15, 71.40]
-    for delta in table["Average", "coop · Δ"]:
-        assert abs(delta.mean) <= 0.01
-    assert section.notes[-1].startswith("Average H here is the mean of the per-dataset H")
+    [section] = sections(frame(rows), published)
+    average = [c.name for c in section.table.columns][:3]
+    assert average == ["Average Base", "Average New", "Average H (mean of H)"]
+    cells = by_cell(section.table)
+    assert [cells["CoOp · paper", name].mean for name in average] == [82.68, 64.15, 71.40]
+    for name in average:
+        assert abs(cells["CoOp · Δ", name].mean) <= 0.01
+    [section] = sections(frame(rows), published, average_h="of-means")
+    cells = by_cell(section.table)
+    assert cells["CoOp · paper", "Average H (of means)"] is None
+    assert cells["CoOp · paper", "Average Base"] == Stat(82.68)
+
+
+def comparisons(df: pd.DataFrame, published: pd.DataFrame) -> dict:
+    """(method, column name) -> CellComparison of the one table of ``df``."""
+    [data] = measurements(aggregate(df, metric="accuracy"))
+    scope = data.scope(TITLES, "mean-of-h")
+    [layout] = layouts(builtin_protocols()[data.protocol], scope)
+    found = published_for(published, data.protocol, data.backbone, data.pretrained, data.shots)
+    methods = sorted(data.methods(data.cell_keys()))
+    return {(c.method, c.column.name): c for c in compare_cells(layout, data, found, methods)}
+
+
+def test_cell_comparison_beyond_the_seed_spread(published: pd.DataFrame) -> None:
+    """Published inside [min, max] of the seeds (± the papers' rounding) is within the
+    spread, outside it is beyond; averages and H get each seed's own value."""
+    rows = []
+    # GCSCoOp on OxfordPets, printed 95.43 / 97.97 / 96.68
+    for split, values in (("base", (95.0, 95.4, 96.0)), ("new", (98.5, 99.0, 99.5))):
+        rows += seeded(
+            values, method="gcscoop", protocol="base_to_new", dataset="oxford_pets", split=split
+        )
+    found = comparisons(frame(rows), published)
+    base = found["gcscoop", "OxfordPets Base"]
+    assert (base.published, base.source) == (95.43, ("gcscoop", "1"))
+    assert base.mean == pytest.approx(95.4667, abs=1e-4) and base.std is not None
+    assert base.seed_values == (95.0, 95.4, 96.0)
+    assert base.delta == pytest.approx(95.4667 - 95.43, abs=1e-4)
+    assert base.beyond_spread is False  # 95.43 within [95.0, 96.0]
+    new = found["gcscoop", "OxfordPets New"]
+    assert new.beyond_spread is True  # 97.97 below every seed's 98.5..99.5
+    h = found["gcscoop", "OxfordPets H"]
+    from benchmark.leaderboard import harmonic_mean
+
+    per_seed = tuple(
+        harmonic_mean(b, n) for b, n in zip((95.0, 95.4, 96.0), (98.5, 99.0, 99.5), strict=True)
+    )
+    assert h.seed_values == pytest.approx(per_seed)
+    assert h.beyond_spread == (not min(per_seed) - 0.005 <= 96.68 <= max(per_seed) + 0.005)
+    # no published average over two datasets; nothing to decide
+    average = found["gcscoop", "Average Base"]
+    assert average.published is None and average.delta is None and average.beyond_spread is None
+
+
+def test_cell_comparison_rounding_and_one_seed(published: pd.DataFrame) -> None:
+    rows = seeded(
+        (95.434,), seeds=(1,), method="gcscoop", protocol="base_to_new", dataset="oxford_pets"
+    )
+    rows = [{**r, "split": "base"} for r in rows]
+    base = comparisons(frame(rows), published)["gcscoop", "OxfordPets Base"]
+    assert base.std is None and base.seed_values == (95.434,)
+    assert base.beyond_spread is False  # 95.43 is 95.434 to the papers' two decimals
+    rows = [{**r, "value": 95.44} for r in rows]
+    base = comparisons(frame(rows), published)["gcscoop", "OxfordPets Base"]
+    assert base.beyond_spread is True  # one seed: any difference beyond the rounding
+    rows = [{**r, "seed": 2} for r in rows] + seeded(
+        (95.0,),
+        seeds=(1,),
+        method="coop",
+        protocol="base_to_new",
+        dataset="oxford_pets",
+        split="base",
+    )  # gcscoop misses seed 1: its cell is empty, so is its spread
+    base = comparisons(frame(rows), published)["gcscoop", "OxfordPets Base"]
+    assert base.mean is None and base.seed_values == () and base.beyond_spread is None

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from benchmark.cli.command import Command
 from benchmark.cli.options import registry_for
 from benchmark.errors import EXIT_OK, UserError
+from benchmark.leaderboard.layout import AVERAGE_H, MEAN_OF_H
 from benchmark.request import DEFAULT_RESULTS
 
 REFERENCE_BUILTIN = Path("<built-in>")
@@ -16,6 +20,7 @@ REFERENCE_BUILTIN = Path("<built-in>")
 EPILOG = """examples:
   python -m benchmark leaderboard --results results/mini
   python -m benchmark leaderboard --reference                # the papers' numbers and Δ
+  python -m benchmark leaderboard --average-h of-means       # CoCoOp's average H
   python -m benchmark leaderboard --plot plots --html leaderboard.html
   python -m benchmark leaderboard --results results/mini --reference \\
       --write results/LEADERBOARD.md                         # or --check: fail if stale
@@ -34,6 +39,13 @@ def configure(board: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="show the papers' published numbers and measured − published under each method "
         "(default file: results/reference/published.csv)",
+    )
+    board.add_argument(
+        "--average-h",
+        default=MEAN_OF_H,
+        choices=AVERAGE_H,
+        help="the average H over datasets: the mean of the per-dataset H (default, as ProGrad "
+        "and GCSCoOp print it) or H of the averaged base and new (CoCoOp, KgCoOp, MaPLe)",
     )
     board.add_argument("--plot", type=Path, metavar="DIR", help="also write the plots as PNG")
     board.add_argument(
@@ -72,14 +84,50 @@ def _published(reference: Path | None):
     return load(None if reference == REFERENCE_BUILTIN else reference)
 
 
-def leaderboard_text(table, protocol: str | None, fmt: str, registry, published=None) -> str:
-    from benchmark.leaderboard import leaderboard
+def _protocols(registry) -> dict:
+    return {name: registry.protocols.get(name) for name in registry.protocols}
+
+
+@contextlib.contextmanager
+def _warnings_on_stderr() -> Iterator[None]:
+    """Warnings (a broken third-party layout or plot) as one ``warning:`` line each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+
+
+def board_of(table, protocol: str | None, registry, published=None, average_h: str = MEAN_OF_H):
+    """The leaderboard of a result table with the registry's protocols and display names."""
+    from benchmark.leaderboard.board import build_board
 
     if protocol is not None:
         registry.protocols.get(protocol)
-    return leaderboard(
-        table, protocol=protocol, fmt=fmt, titles=_titles(registry), reference=published
-    )
+    with _warnings_on_stderr():
+        return build_board(
+            table,
+            protocol,
+            _titles(registry),
+            method_titles=registry.method_titles(),
+            protocols=_protocols(registry),
+            reference=published,
+            average_h=average_h,
+        )
+
+
+def leaderboard_text(
+    table,
+    protocol: str | None,
+    fmt: str,
+    registry,
+    published=None,
+    average_h: str = MEAN_OF_H,
+) -> str:
+    """The leaderboard as text in ``fmt``."""
+    from benchmark.leaderboard.text import render_board
+
+    return render_board(board_of(table, protocol, registry, published, average_h), fmt)
 
 
 def _regenerate_command(args: argparse.Namespace, target: Path) -> str:
@@ -89,6 +137,8 @@ def _regenerate_command(args: argparse.Namespace, target: Path) -> str:
         command.append(f"--protocol {args.protocol}")
     if args.format != "github":
         command.append(f"--format {args.format}")
+    if args.average_h != MEAN_OF_H:
+        command.append(f"--average-h {args.average_h}")
     if args.reference == REFERENCE_BUILTIN:
         command.append("--reference")
     elif args.reference is not None:
@@ -104,9 +154,12 @@ def _generated_by(args: argparse.Namespace, target: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from benchmark.leaderboard.text import render_board
+
     registry = registry_for(args)
     table, published = results_table(args.results), _published(args.reference)
-    text = leaderboard_text(table, args.protocol, args.format, registry, published)
+    found = board_of(table, args.protocol, registry, published, args.average_h)
+    text = render_board(found, args.format)
     target = args.write or args.check
     if target is None:
         print(text)
@@ -124,29 +177,30 @@ def run(args: argparse.Namespace) -> int:
             target.write_text(text, encoding="utf-8")
             print(f"wrote {target}", file=sys.stderr)
     if args.plot or args.html:
-        _write_figures(args, registry, table, published)
+        _write_figures(args, registry, table, found)
     return EXIT_OK
 
 
-def _write_figures(args: argparse.Namespace, registry, table, published) -> None:
+def _write_figures(args: argparse.Namespace, registry, table, found) -> None:
     from benchmark.plots import plots, write_plots
 
     if args.protocol is not None:
         table = table[table["protocol"] == args.protocol]
-    titles = _titles(registry)
+    with _warnings_on_stderr():
+        figures = plots(
+            table,
+            _titles(registry),
+            method_titles=registry.method_titles(),
+            protocols=_protocols(registry),
+            average_h=args.average_h,
+        )
     if args.plot:
-        written = write_plots(table, args.plot, titles)
+        written = write_plots(figures, args.plot)
         print(f"wrote {len(written)} plots to {args.plot}", file=sys.stderr)
     if args.html:
-        from benchmark.leaderboard import reference_note, sections
         from benchmark.webpage import page
 
-        note = None if published is None else reference_note(table, published)
-        html = page(
-            sections(table, titles=titles, reference=published),
-            [(plot.title, plot.png()) for plot in plots(table, titles)],
-            notes=[f"Results: {args.results}", *([note] if note else [])],
-        )
+        html = page(found, figures, notes=[f"Results: {args.results}"])
         args.html.parent.mkdir(parents=True, exist_ok=True)
         args.html.write_text(html, encoding="utf-8")
         print(f"wrote {args.html}", file=sys.stderr)
