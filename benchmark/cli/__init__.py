@@ -24,6 +24,7 @@ COMMANDS = (
     "benchmark.cli.leaderboard",
     "benchmark.cli.datasets",
     "benchmark.perf.command",
+    "benchmark.perf.doctor_command",
 )
 
 
