@@ -16,11 +16,12 @@ precision's resolution.
 
 Tolerances (:data:`TOLERANCES`). bf16 keeps 8 significant bits, and with random weights the
 cross-entropy's gradient is small (every class's prompt gives nearly the same text feature),
-so rounding is large against what a few steps learn: on the tiny CLIP and on ViT-B/16
-(CPU bf16, 6 steps, several weight draws) CoOp, CoCoOp, ProGrad, SCoOp and GCSCoOp deviated
-by 0.02-0.08 and KgCoOp by up to 0.55, whose anchor term, near its optimum at the start,
-turns rounding into a pull of its own. A dtype bug (bf16 master weights that lose the
-updates, a wrong cast) deviates by 1 or more: the tolerance is 0.75. Runs trained together
+so rounding is large against what a few steps learn. Over these 6 steps (bf16 autocast on
+the CPU; the tiny CLIP in 6 weight draws, ViT-B/16 in 2) CoOp, CoCoOp, ProGrad, SCoOp and
+GCSCoOp deviated by 0.01-0.08 and KgCoOp by 0.06-0.39 (up to 0.55 over 10-20 steps): its
+anchor term, at its optimum at the start, turns rounding into a pull of its own. A dtype bug
+(bf16 master weights that lose the updates, a wrong cast) deviates by 1 or more: the
+tolerance is 0.75. Runs trained together
 do the same operations as separate runs on larger tensors: in fp32 they agree to 1e-4
 (summation order only; on the CPU they came out bitwise equal), in bf16 to the bf16
 tolerance (other matrix shapes may round differently). The resumed matrix runs in fp32 and
