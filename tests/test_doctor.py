@@ -285,7 +285,7 @@ def test_targets_judge_cuda_figures() -> None:
     assert status["step speed-up, cocoop, K = 1000"] == doctor.FAIL
     assert status["text encoder, coop, K = 1000"] == doctor.FAIL  # 38% < 40%
     assert status["image-feature extraction"] == doctor.FAIL  # decoding bounds it
-    memory = [s for name, s in status.items() if name.startswith("ImageNet-size")]
+    memory = [s for name, s in status.items() if name.startswith("training peak memory")]
     assert memory == [doctor.PASS, doctor.FAIL]  # 24.5 GB is not under 24
 
 
@@ -294,7 +294,7 @@ def test_a_failed_check_sets_the_exit_code(tmp_path, capsys) -> None:
         "kind": "doctor",
         "device": "test",
         "backbone": "ViT-B-16",
-        "weights": "random-init",
+        "weights": "random (seed 0)",
         "torch": torch.__version__,
         "sections": ["run"],
         "seconds": {"run": 1.0},

@@ -512,7 +512,7 @@ class Doctor:
             reserved = peak["peak_reserved_gb"]
             self.add(
                 "memory",
-                f"ImageNet-size training, {peak['method']} (K = {peak['classes']}, "
+                f"training peak memory, {peak['method']} (K = {peak['classes']}, "
                 f"{peak['shots']} shots, {len(SEEDS)} seeds, batch {peak['batch']})",
                 reserved < MEMORY_LIMIT_GB if self.judged and reserved is not None else None,
                 "no GPU memory off CUDA"
@@ -548,7 +548,7 @@ def run_doctor(
         "kind": "doctor",
         "device": torch.cuda.get_device_name(torch.device(device)) if cuda else "cpu",
         "backbone": sizes.backbone,
-        "weights": "random-init, seed 0",
+        "weights": "random (seed 0)",
         "torch": torch.__version__,
         "cpu_threads": torch.get_num_threads(),
         "sizes": dataclasses.asdict(sizes),
@@ -607,7 +607,7 @@ def render(report: dict[str, Any]) -> str:
         f"{name} {seconds[name]:.0f} s" for name in report["sections"] if name in seconds
     )
     return (
-        f"{report['backbone']} ({report['weights']} weights) on {report['device']}, torch "
+        f"{report['backbone']} with {report['weights']} weights on {report['device']}, torch "
         f"{report['torch']}\n\n{table}\n\n{counts[PASS]} passed, {counts[FAIL]} failed, "
         f"{counts[INFO]} measured without a target on this device; {sum(seconds.values()):.0f} s "
         f"({timing})"
