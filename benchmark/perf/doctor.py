@@ -44,6 +44,7 @@ import torch
 
 from benchmark.backbone import Backbone, BackboneSpec
 from benchmark.engine import Engine
+from benchmark.errors import UserError, unknown_name
 from benchmark.features import FeatureCache
 from benchmark.method import Setting
 from benchmark.perf import numerics
@@ -126,8 +127,6 @@ def model_image_size(name: str) -> int:
     register_model_config()
     config = open_clip.get_model_config(name)
     if config is None:
-        from benchmark.errors import unknown_name
-
         raise unknown_name("backbone", name, open_clip.list_models())
     size = config["vision_cfg"]["image_size"]
     return int(size[0] if isinstance(size, tuple | list) else size)
@@ -540,8 +539,9 @@ def run_doctor(
     autoload: bool | None = None,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the ``sections``; the report (see :func:`render`). A section that raises is a
-    failed check, and the other sections still run."""
+    """Run the ``sections``; the report (see :func:`render`). A section that raises (other
+    than a :class:`~benchmark.errors.UserError`) is a failed check, and the other sections
+    still run."""
     torch.manual_seed(0)  # what draws from torch's global generator: the same in every run
     cuda = device.startswith("cuda")
     report: dict[str, Any] = {
@@ -564,6 +564,8 @@ def run_doctor(
             start = time.perf_counter()
             try:
                 RUNNERS[section](doctor)
+            except UserError:
+                raise  # the request is wrong (no GPU, an unknown backbone): nothing to check
             except Exception as exc:
                 progress(traceback.format_exc())
                 doctor.add(

@@ -114,6 +114,7 @@ def _measure(args: argparse.Namespace) -> dict:
     sizes = doctor.QUICK if args.quick else doctor.FULL
     if args.backbone:
         sizes = dataclasses.replace(sizes, backbone=args.backbone)
+    doctor.model_image_size(sizes.backbone)  # an unknown backbone: one line, before any work
     set_threads(args.threads)
     autoload = False if args.no_plugin_autoload else None
     return doctor.run_doctor(
