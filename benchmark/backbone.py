@@ -3,7 +3,8 @@ checkpoint file.
 
 Both encoders are frozen (``requires_grad`` off, eval mode). On CUDA the encoders run
 under bf16 autocast (fp16 where bf16 is not supported) with fp32 weights; on the CPU they
-run in fp32. Features leave this module in fp32.
+run in fp32 (``Backbone.autocast_dtype`` sets another precision). Features leave this module
+in fp32.
 """
 
 from __future__ import annotations
@@ -79,6 +80,11 @@ class Backbone:
         self.text = _text_tower(self.model)
         self.embed_dim = int(self.text.text_projection.shape[1])
         self.image_size = self._image_size()
+        #: The autocast precision of the encoders; None: fp32.
+        self.autocast_dtype: torch.dtype | None = None
+        if self.device.type == "cuda":
+            bf16 = torch.cuda.is_bf16_supported()
+            self.autocast_dtype = torch.bfloat16 if bf16 else torch.float16
         if spec.checkpoint is not None:
             identity = f"{spec.name}|file|{file_digest(Path(spec.checkpoint))}"
         else:
@@ -124,11 +130,11 @@ class Backbone:
         return int(size[0] if isinstance(size, tuple | list) else size)
 
     def autocast(self) -> AbstractContextManager:
-        """bf16 (or fp16) autocast on CUDA; nothing on the CPU, which runs fp32."""
-        if self.device.type != "cuda":
+        """Autocast to :attr:`autocast_dtype` (bf16 or fp16 on CUDA); nothing when it is None
+        (the CPU's default: fp32)."""
+        if self.autocast_dtype is None:
             return nullcontext()
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     @property
     def logit_scale(self) -> float:

@@ -14,17 +14,24 @@ import pytest
 import torch
 
 from benchmark.cli import main
+from benchmark.hookspecs import hookimpl
 from benchmark.perf.bench import (
     DEFAULT_METHODS,
     N_CTX,
     bench_config,
-    classnames,
+    reference_designs,
+    run_bench,
     step_flops,
-    synthetic_runs,
 )
 from benchmark.perf.estimate import SEEDS, curve, estimate, training
-from benchmark.perf.reference_step import IMAGE_PASSES, reference_step
-from benchmark.registry import build_registry
+from benchmark.perf.reference_step import (
+    BUILT_IN_DESIGNS,
+    ReferenceDesign,
+    design_of,
+    reference_step,
+)
+from benchmark.perf.synthetic import classnames, synthetic_runs
+from benchmark.registry import MethodSpec, build_registry
 
 ROW_FIELDS = ("reference_ms", "ours_ms", "speedup", "text_gflop", "text_tflops")
 
@@ -56,6 +63,7 @@ def test_quick_bench_reports_every_method_and_class_count(quick_report) -> None:
     assert quick_report["matmul_bf16_tflops"] is None
     assert set(quick_report["reference_image_ms"]) == {"1", "32", "128"}  # the presets' batches
     assert quick_report["extraction_images_per_s"] > 0
+    assert quick_report["decode_images_per_s"] > 0 and quick_report["encode_images_per_s"] > 0
     assert quick_report["seeds_batched"] == 2
 
 
@@ -83,7 +91,7 @@ def test_from_json_reprints_a_saved_report(quick_report, tmp_path, capsys) -> No
 
 
 def test_bad_bench_options_get_one_line(tmp_path, capsys) -> None:
-    assert main(["bench", "--methods", "zeroshot"]) == 2
+    assert main(["--no-plugin-autoload", "bench", "--methods", "zeroshot"]) == 2
     assert "valid: cocoop, coop, gcscoop, kgcoop, prograd, scoop" in capsys.readouterr().err
     assert main(["bench", "--from-json", str(tmp_path / "missing.json")]) == 3
     assert main(["bench", "--repeat", "0"]) == 2
@@ -109,7 +117,7 @@ def test_step_flops_count_forward_and_backward_of_the_prompts(tiny_engine, tmp_p
     coop = registry.methods.get("coop").load()
     names = classnames(7)
     config = dataclasses.replace(bench_config(coop, "tiny"), batch_size=4)
-    runs = synthetic_runs(tiny_engine, names, 2, 4, tmp_path / "runs", 2)
+    runs = synthetic_runs(tiny_engine, names, 2, 8, tmp_path / "runs", 2)
     transformer = tiny_engine.tower.tower.transformer
 
     def train(epochs: int) -> None:
@@ -131,10 +139,11 @@ def test_step_flops_count_forward_and_backward_of_the_prompts(tiny_engine, tmp_p
     assert matmuls - constant <= flops <= matmuls + attention + logits
 
 
-@pytest.mark.parametrize("method", sorted(IMAGE_PASSES))
+@pytest.mark.parametrize("method", sorted(BUILT_IN_DESIGNS))
 def test_reference_steps_train_the_context(method, tiny_engine) -> None:
     backbone = tiny_engine.backbone
-    step, ctx = reference_step(backbone, backbone.model, method, classnames(5), 4, N_CTX)
+    design = BUILT_IN_DESIGNS[method]
+    step, ctx = reference_step(backbone, backbone.model, design, classnames(5), 4, N_CTX)
     before = ctx.detach().clone()
     step()
     assert not torch.equal(before, ctx.detach())  # the step moved the learned context
@@ -174,7 +183,7 @@ def _report(ours_ms: float, reference_ms: float, image_ms: float) -> dict:
             "batch": 1 if m == "cocoop" else 32,
             "ours_ms": ours_ms,
             "reference_ms": reference_ms,
-            "image_passes": IMAGE_PASSES[m],
+            "image_passes": BUILT_IN_DESIGNS[m].image_passes,
         }
         for m in DEFAULT_METHODS
         for k in (10, 100)
@@ -216,7 +225,59 @@ def test_estimate_needs_two_class_counts() -> None:
         estimate(report, build_registry(autoload=False))
 
 
-def test_reference_step_rejects_methods_without_one(tiny_engine) -> None:
-    backbone = tiny_engine.backbone
-    with pytest.raises(ValueError, match="no reference-design step"):
-        reference_step(backbone, backbone.model, "zeroshot", classnames(3), 2, N_CTX)
+def test_methods_without_a_reference_design_are_refused() -> None:
+    registry = build_registry(autoload=False)
+    zeroshot = registry.methods.get("zeroshot").load()
+    with pytest.raises(ValueError, match="no reference-design step for zeroshot"):
+        reference_designs({"zeroshot": zeroshot})
+
+
+class _Declared:
+    """CoOp's training under another name, declaring a two-pass reference design."""
+
+    name, version = "declared", "1"
+    reference_design = ReferenceDesign(passes=2)
+
+    def __init__(self) -> None:
+        self._coop = build_registry(autoload=False).methods.get("coop").load()
+        self.Config = self._coop.Config
+
+    def config(self, setting):
+        return self._coop.config(setting)
+
+    def train(self, runs, config, engine):
+        return self._coop.train(runs, config, engine)
+
+
+class _DeclaringPlugin:
+    @hookimpl
+    def register_methods(self, register) -> None:
+        register(MethodSpec("declared", "CoOp declaring its reference design", _Declared()))
+
+
+def test_a_declared_reference_design_wins_and_must_be_one() -> None:
+    coop = build_registry(autoload=False).methods.get("coop").load()
+    assert design_of("coop", coop) is BUILT_IN_DESIGNS["coop"]  # declares nothing: built-in
+    assert design_of("coop", _Declared()) == ReferenceDesign(passes=2)  # declared: it wins
+    wrong = type("Wrong", (), {"reference_design": {"passes": 2}})()
+    with pytest.raises(TypeError, match="reference_design must be a"):
+        design_of("wrong", wrong)
+
+
+def test_a_plugin_method_with_a_reference_design_is_benched(tiny_backbone) -> None:
+    """The bench reads a third-party method's design from the method: no core change."""
+    registry = build_registry(autoload=False, extra_plugins=[_DeclaringPlugin()])
+    report = run_bench(
+        tiny_backbone, "cpu", ["declared"], [3], 1, 2, 0, 1, lambda m: None, registry
+    )
+    (row,) = report["rows"]
+    assert (row["method"], row["image_passes"]) == ("declared", 2)
+    assert row["reference_ms"] > 0 and row["ours_ms"] > 0
+
+
+def test_reference_design_passes_and_teacher_make_the_image_passes() -> None:
+    assert BUILT_IN_DESIGNS["prograd"].image_passes == 2  # the student's and the teacher's
+    assert BUILT_IN_DESIGNS["gcscoop"].image_passes == 2  # two SAM passes
+    assert BUILT_IN_DESIGNS["cocoop"].image_passes == 1
+    with pytest.raises(ValueError, match="at least one pass"):
+        ReferenceDesign(passes=0)

@@ -25,6 +25,7 @@ COMMANDS = (
     "benchmark.cli.datasets",
     "benchmark.cli.config",
     "benchmark.perf.command",
+    "benchmark.perf.doctor_command",
 )
 
 

@@ -1,2 +1,4 @@
-"""Performance tooling: the ``bench`` command, the reference design's training step it times
-ours against, the device-hour estimate, and the default run's wall clock."""
+"""Performance tooling: the ``bench`` command (our training step against the reference
+design's, and the device-hour estimate), the default run's wall clock, and the ``doctor``
+command, which checks and measures the whole training path on one device (a CUDA GPU, or the
+CPU with ``--quick``)."""

@@ -12,7 +12,9 @@ downloaded), for each method and class count K:
 
 and once per backbone:
 
-(c) feature extraction from JPEG files to cached features (images/s, with the workers used);
+(c) feature extraction from JPEG files to cached features (images/s, with the workers used),
+    and its two stages apart: JPEG decoding with the view's transform (the loader alone) and
+    the image encoder alone, so that the report says which of them bounds extraction;
 (d) the text encoder's achieved TFLOP/s in our step: the FLOPs torch's FLOP counter counts
     in the text transformer during training steps (forward and every backward the method
     makes), over the step's time; on CUDA also as a share of the GPU's bf16 matrix-multiply
@@ -31,22 +33,30 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmark.backbone import Backbone, BackboneSpec
-from benchmark.datasets.spec import Sample
+from benchmark.datasets.spec import REFERENCE_AUGMENTATION, Sample
 from benchmark.engine import Engine
 from benchmark.features import FeatureCache
 from benchmark.method import Setting
-from benchmark.perf.reference_step import IMAGE_PASSES, image_pass, reference_dtype, reference_step
+from benchmark.perf.reference_step import (
+    ReferenceDesign,
+    design_of,
+    image_pass,
+    reference_dtype,
+    reference_step,
+)
+from benchmark.perf.synthetic import classnames, synthetic_runs, write_jpeg
 from benchmark.prompting.trainer import steps_per_epoch
-from benchmark.protocol import Classes, TrainData
-from benchmark.registry import build_registry
+from benchmark.protocol import TrainData
+from benchmark.registry import Registry, build_registry
 
 BATCH = 32
 N_CTX = 16
@@ -75,30 +85,34 @@ class Row:
     ours_peak_gib: float | None
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _timed(fn: Callable[[], object], device: torch.device, repeat: int, warmup: int = 1) -> float:
+def timed(fn: Callable[[], object], device: torch.device, repeat: int, warmup: int = 1) -> float:
     """Mean seconds of ``fn`` over ``repeat`` calls after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(repeat):
         fn()
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - start) / repeat
 
 
-class _PeakMemory:
-    """Peak CUDA memory (GiB) allocated inside the block; None on the CPU."""
+class PeakMemory:
+    """Peak CUDA memory (GiB) inside the block, allocated by tensors (``gib``) and reserved by
+    torch's caching allocator (``reserved_gib``, what the device lends the process); None on
+    the CPU."""
 
     def __init__(self, device: torch.device) -> None:
-        self.device, self.gib = device, None
+        self.device = device
+        self.gib: float | None = None
+        self.reserved_gib: float | None = None
 
-    def __enter__(self) -> _PeakMemory:
+    def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         return self
@@ -106,18 +120,7 @@ class _PeakMemory:
     def __exit__(self, *exc) -> None:
         if self.device.type == "cuda":
             self.gib = torch.cuda.max_memory_allocated(self.device) / 2**30
-
-
-def classnames(k: int) -> tuple[str, ...]:
-    """``k`` distinct two-word class names ("red cat", ...), numbered beyond 500."""
-    colours = "red green blue yellow black white purple orange pink brown grey golden silver"
-    colours += " striped spotted wooden glass metal paper plastic"
-    things = "cat dog car bird house tree flower boat chair lamp truck horse apple clock guitar"
-    things += " bottle shoe kite bridge train robot castle piano rocket violin"
-    names = [f"{c} {t}" for t in things.split() for c in colours.split()]
-    return tuple(
-        names[i % len(names)] + (f" {i // len(names)}" if i >= len(names) else "") for i in range(k)
-    )
+            self.reserved_gib = torch.cuda.max_memory_reserved(self.device) / 2**30
 
 
 # -- (b) our step ----------------------------------------------------------------------------
@@ -130,29 +133,6 @@ def bench_config(method, backbone: str, batch: int = BATCH):
     if config.n_ctx != N_CTX:
         changes.update(n_ctx=N_CTX, ctx_init="")
     return dataclasses.replace(config, **changes)
-
-
-def synthetic_runs(
-    engine: Engine, names: tuple[str, ...], seeds: int, batch: int, folder: Path, views: int
-) -> list[TrainData]:
-    """``seeds`` runs of two batches each whose features are already cached (random)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    generator = torch.Generator().manual_seed(0)
-    runs = []
-    for seed in range(1, seeds + 1):
-        samples = []
-        for i in range(2 * batch):
-            path = folder / f"s{seed}-{i}.jpg"
-            path.touch()
-            label = int(torch.randint(0, len(names), (1,), generator=generator))
-            samples.append(Sample(str(path), label, names[label]))
-        classes = Classes("bench", names, "a photo of a {}.")
-        runs.append(TrainData("bench", 16, seed, tuple(samples), (), classes))
-    samples = [sample for run in runs for sample in run.samples]
-    for view in range(views):
-        features = torch.randn(len(samples), engine.backbone.embed_dim, generator=generator)
-        engine.features.hold(samples, view, features)
-    return runs
 
 
 def step_flops(train: Callable[[int], object], steps: int) -> float:
@@ -176,8 +156,8 @@ def our_step(method, config, engine: Engine, runs: Sequence[TrainData], repeat: 
         method.train(runs, dataclasses.replace(config, epochs=epochs), engine)
 
     flops = step_flops(train, steps)  # and warm-up
-    short = _timed(lambda: train(1), engine.device, 1, warmup=0)
-    long = _timed(lambda: train(1 + repeat), engine.device, 1, warmup=0)
+    short = timed(lambda: train(1), engine.device, 1, warmup=0)
+    long = timed(lambda: train(1 + repeat), engine.device, 1, warmup=0)
     ms = 1000 * (long - short) / (repeat * steps * len(runs))
     return ms, flops
 
@@ -185,26 +165,49 @@ def our_step(method, config, engine: Engine, runs: Sequence[TrainData], repeat: 
 # -- (c) feature extraction ------------------------------------------------------------------
 
 
-def extraction_throughput(backbone: Backbone, n_images: int, workers: int) -> float:
-    """Images/s from JPEG files to cached features (test view), ``workers`` loader workers."""
-    from PIL import Image
+def extraction_rates(backbone: Backbone, n_images: int, workers: int) -> dict:
+    """Images/s of feature extraction from ``n_images`` photo-like JPEG files of
+    :data:`JPEG_SIZE` (test view, ``workers`` loader workers): end to end (file to cached
+    feature), and its two stages apart: decoding (JPEG decode, resize, crop, normalise: the
+    loader alone, as the cache runs it) and encoding (the image encoder on ready pixel
+    batches, host-to-device copy included). Whichever stage is slower bounds extraction."""
+    from torch.utils.data import DataLoader
+
+    from benchmark.features import BATCH_SIZE, _collate, _Images
+    from benchmark.views import TEST_VIEW
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        generator = torch.Generator().manual_seed(0)
-        samples = []
-        for i in range(n_images):
-            shape = (JPEG_SIZE[1], JPEG_SIZE[0], 3)
-            pixels = torch.randint(0, 255, shape, generator=generator, dtype=torch.uint8)
-            path = folder / f"{i}.jpg"
-            Image.fromarray(pixels.numpy()).save(path, quality=90)
-            samples.append(Sample(str(path), 0, ""))
+        rng = np.random.default_rng(0)
+        paths = [str(folder / f"{i}.jpg") for i in range(n_images)]
+        for path in paths:
+            write_jpeg(Path(path), *JPEG_SIZE, rng)
+        kib = sum(Path(p).stat().st_size for p in paths) / n_images / 1024
+        images = _Images(paths, [TEST_VIEW], backbone.image_size, REFERENCE_AUGMENTATION)
+        loader = DataLoader(images, batch_size=BATCH_SIZE, num_workers=workers, collate_fn=_collate)
+        start = time.perf_counter()
+        for _ in loader:
+            pass
+        decode = n_images / (time.perf_counter() - start)
+        size = backbone.image_size
+        pixels = torch.randn(BATCH_SIZE, 3, size, size)
+        batches = max(1, n_images // BATCH_SIZE)
+        seconds = timed(lambda: backbone.encode_images(pixels), backbone.device, batches)
+        encode = BATCH_SIZE / seconds
         cache = FeatureCache(folder / "cache", backbone, workers=workers)
-        _sync(backbone.device)
+        samples = [Sample(path, 0, "") for path in paths]
+        sync(backbone.device)
         start = time.perf_counter()
         cache.features(samples)
-        _sync(backbone.device)
-        return n_images / (time.perf_counter() - start)
+        sync(backbone.device)
+        end_to_end = n_images / (time.perf_counter() - start)
+    return {
+        "extraction_images_per_s": end_to_end,
+        "decode_images_per_s": decode,
+        "encode_images_per_s": encode,
+        "extraction_workers": workers,
+        "jpeg_kib": kib,
+    }
 
 
 # -- (d) the GPU's matmul throughput ---------------------------------------------------------
@@ -214,7 +217,7 @@ def matmul_peak_tflops(device: torch.device, size: int = MATMUL_SIZE) -> float:
     """Measured bf16 matrix-multiply TFLOP/s of a CUDA device (a size x size x size matmul)."""
     a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
     b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
-    seconds = _timed(lambda: a @ b, device, repeat=20, warmup=3)
+    seconds = timed(lambda: a @ b, device, repeat=20, warmup=3)
     return 2 * size**3 / seconds / 1e12
 
 
@@ -231,12 +234,13 @@ def run_bench(
     workers: int,
     repeat: int,
     progress: Callable[[str], None] = print,
+    registry: Registry | None = None,
 ) -> dict:
-    """Measure (a)-(d); returns the report (see :func:`render`)."""
-    registry = build_registry(autoload=False)
-    unknown = [m for m in methods if m not in IMAGE_PASSES]
-    if unknown:
-        raise ValueError(f"no reference-design step for {unknown}; valid: {sorted(IMAGE_PASSES)}")
+    """Measure (a)-(d) for the ``methods`` of ``registry`` (default: the built-in ones);
+    returns the report (see :func:`render`)."""
+    registry = registry or build_registry(autoload=False)
+    loaded = {name: registry.methods.get(name).load() for name in methods}
+    designs = reference_designs(loaded)
     backbone = Backbone(backbone_spec, device)
     cuda = backbone.device.type == "cuda"
     if reference_dtype(backbone.device) == torch.float32:
@@ -256,7 +260,6 @@ def run_bench(
         "matmul_bf16_tflops": matmul_peak_tflops(backbone.device) if cuda else None,
         "rows": [],
     }
-    loaded = {name: registry.methods.get(name).load() for name in methods}
     configs = {name: bench_config(m, backbone_spec.name) for name, m in loaded.items()}
     with tempfile.TemporaryDirectory() as tmp:
         engine = Engine(backbone, FeatureCache(Path(tmp) / "cache", backbone))
@@ -266,14 +269,16 @@ def run_bench(
                 config = configs[name]
                 batch = config.batch_size
                 folder = Path(tmp) / f"k{k}-b{batch}"
-                runs = synthetic_runs(engine, names, seeds, batch, folder, 1 + repeat)
+                runs = synthetic_runs(engine, names, seeds, 2 * batch, folder, 1 + repeat)
                 progress(f"{name}, {k} classes, batch {batch}: our step ({seeds} runs batched)")
-                with _PeakMemory(backbone.device) as ours_peak:
+                with PeakMemory(backbone.device) as ours_peak:
                     ours, flops = our_step(method, config, engine, runs, repeat)
                 progress(f"{name}, {k} classes, batch {batch}: reference-design step")
-                with _PeakMemory(backbone.device) as reference_peak:
-                    step, _ = reference_step(reference, backbone.model, name, names, batch, N_CTX)
-                    reference_ms = 1000 * _timed(step, backbone.device, repeat)
+                with PeakMemory(backbone.device) as reference_peak:
+                    step, _ = reference_step(
+                        reference, backbone.model, designs[name], names, batch, N_CTX
+                    )
+                    reference_ms = 1000 * timed(step, backbone.device, repeat)
                     del step
                 tflops = flops / (ours * seeds / 1000) / 1e12
                 peak = report["matmul_bf16_tflops"]
@@ -286,7 +291,7 @@ def run_bench(
                             reference_ms,
                             ours,
                             reference_ms / ours,
-                            IMAGE_PASSES[name],
+                            designs[name].image_passes,
                             flops / 1e9,
                             tflops,
                             tflops / peak if peak else None,
@@ -299,12 +304,29 @@ def run_bench(
     report["reference_image_ms"] = {}
     for batch in batches:
         progress(f"reference image-encoder pass, batch {batch}")
-        seconds = _timed(image_pass(reference, batch), backbone.device, repeat)
+        seconds = timed(image_pass(reference, batch), backbone.device, repeat)
         report["reference_image_ms"][str(batch)] = 1000 * seconds
     progress(f"feature extraction: {images} JPEG images, {workers} workers")
-    report["extraction_images_per_s"] = extraction_throughput(backbone, images, workers)
-    report["extraction_workers"] = workers
+    report.update(extraction_rates(backbone, images, workers))
     return report
+
+
+def reference_designs(methods: Mapping[str, object]) -> dict[str, ReferenceDesign]:
+    """The reference design of each loaded method (by name); a ValueError names the methods
+    without one."""
+    designs = {name: design_of(name, method) for name, method in methods.items()}
+    missing = [name for name, design in designs.items() if design is None]
+    if missing:
+        raise ValueError(
+            f"no reference-design step for {', '.join(missing)}: a method declares one with a "
+            "reference_design attribute (benchmark.perf.reference_step.ReferenceDesign)"
+        )
+    return designs
+
+
+def benchable(registry: Registry) -> list[str]:
+    """The registered methods that have a reference design, in the registry's order."""
+    return [n for n in registry.methods if design_of(n, registry.methods.get(n).load()) is not None]
 
 
 def _preset_batch(method, backbone: str) -> int:
@@ -364,6 +386,24 @@ def render(report: dict) -> str:
         f"{report['extraction_images_per_s']:.1f} images/s with "
         f"{report['extraction_workers']} loader workers",
     ]
+    if "decode_images_per_s" in report:
+        lines.append(extraction_summary(report))
     if peak:
         lines.append(f"measured bf16 matmul throughput: {peak:.0f} TFLOP/s")
     return "\n".join(lines)
+
+
+def extraction_bound(report: dict) -> str:
+    """The slower stage of extraction: "decoding" or "encoding"."""
+    decode, encode = report["decode_images_per_s"], report["encode_images_per_s"]
+    return "decoding" if decode < encode else "encoding"
+
+
+def extraction_summary(report: dict) -> str:
+    """One line: the stage rates of extraction and which of them bounds it."""
+    return (
+        f"decoding alone {report['decode_images_per_s']:.1f} images/s "
+        f"({report['extraction_workers']} workers, {JPEG_SIZE[0]}x{JPEG_SIZE[1]} JPEGs of "
+        f"{report['jpeg_kib']:.0f} KiB), encoding alone {report['encode_images_per_s']:.1f} "
+        f"images/s: bound by {extraction_bound(report)}"
+    )

@@ -90,8 +90,8 @@ def configure(bench: argparse.ArgumentParser) -> None:
         "--from-json",
         type=Path,
         metavar="FILE",
-        help="measure nothing: read a report written by --json (e.g. on a GPU) and print it "
-        "(with --estimate, its estimate)",
+        help="measure nothing: read a report written by --json (e.g. on a GPU), or the speed "
+        "part of a `doctor --json` report, and print it (with --estimate, its estimate)",
     )
 
 
@@ -101,12 +101,8 @@ def run(args: argparse.Namespace) -> int:
     if args.default_run:
         return _default_run(args)
     if args.from_json is not None:
-        try:
-            report = json.loads(args.from_json.read_text())
-        except (OSError, ValueError) as exc:
-            raise UserError(
-                f"--from-json {args.from_json}: not a readable bench report ({exc})", EXIT_DATA
-            ) from None
+        report = read_report(args.from_json, "bench")
+        report = report.get("bench", report)  # a doctor's report holds a bench report
     else:
         report = _measure(args)
     print(bench.render(report))
@@ -114,11 +110,24 @@ def run(args: argparse.Namespace) -> int:
         report["estimate"] = estimate.estimate(report, registry_for(args))
         print()
         print(estimate.render(report["estimate"]))
-    _write_report(args.json, report)
+    write_report(args.json, report)
     return EXIT_OK
 
 
-def _set_threads(threads: int | None) -> None:
+def read_report(path: Path, kind: str) -> dict:
+    """``--from-json``: a saved report, or a one-line error (exit code 3)."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(
+            f"--from-json {path}: not a readable {kind} report ({exc})", EXIT_DATA
+        ) from None
+    if not isinstance(report, dict):
+        raise UserError(f"--from-json {path}: not a {kind} report (no JSON object)", EXIT_DATA)
+    return report
+
+
+def set_threads(threads: int | None) -> None:
     """``--threads``: the CPU threads torch uses for the measurement (None: its choice)."""
     if threads is not None:
         import torch
@@ -126,7 +135,7 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _write_report(path: Path | None, report: dict) -> None:
+def write_report(path: Path | None, report: dict) -> None:
     """``--json``: the report as JSON, when asked for."""
     if path is not None:
         path.write_text(json.dumps(report, indent=1) + "\n")
@@ -152,7 +161,7 @@ def _default_run(args: argparse.Namespace) -> int:
             f"--default-run times the whole default run; it takes none of {', '.join(given)} "
             "(valid with it: --device, --threads, --json)"
         )
-    _set_threads(args.threads)
+    set_threads(args.threads)
     registry = registry_for(args)
 
     def request_for(results: Path, cache_dir: Path):
@@ -162,26 +171,27 @@ def _default_run(args: argparse.Namespace) -> int:
         request_for, registry, progress=lambda m: print(m, file=sys.stderr)
     )
     print(wallclock.render(report))
-    _write_report(args.json, report)
+    write_report(args.json, report)
     return EXIT_CELLS_FAILED if report["failed"] else EXIT_OK
 
 
 def _measure(args: argparse.Namespace) -> dict:
     """Run the bench as the options ask; the report."""
     from benchmark.backbone import BackboneSpec
-    from benchmark.perf.bench import run_bench
-    from benchmark.perf.reference_step import IMAGE_PASSES
+    from benchmark.perf.bench import benchable, run_bench
     from benchmark.request import resolve_device
 
     device = resolve_device(args.device)
-    unknown = [m for m in args.methods if m not in IMAGE_PASSES]
+    registry = registry_for(args)
+    valid = benchable(registry)
+    unknown = [m for m in args.methods if m not in valid]
     if unknown:
         raise UserError(
             f"--methods: no reference-design step for {', '.join(unknown)}; "
-            f"valid: {', '.join(sorted(IMAGE_PASSES))}"
+            f"valid: {', '.join(sorted(valid))}"
         )
     cuda = device.startswith("cuda")
-    _set_threads(args.threads)
+    set_threads(args.threads)
     if args.quick:
         from benchmark.miniworld.model import CHECKPOINT, MODEL_NAME
 
@@ -202,6 +212,7 @@ def _measure(args: argparse.Namespace) -> dict:
         workers,
         repeat,
         progress=lambda m: print(m, file=sys.stderr),
+        registry=registry,
     )
 
 

@@ -4,7 +4,7 @@ Matrices: few-shot (the 11 training datasets x the few-shot protocol's shot coun
 1, 2, 3 x the 8 methods) and base-to-new (the same datasets x its shot count x 3 seeds x the
 8 methods, trained on the base classes). Epochs and batch sizes are read from each method's
 own reference preset, ``config(Setting(protocol, dataset, shots, backbone, "reference"))``;
-split sizes are those of REFERENCE.md (:data:`benchmark.datasets.standard.EXPECTED`); steps
+split sizes are the standard datasets' (:data:`benchmark.datasets.standard.EXPECTED`); steps
 per epoch follow the trainer's sampler (:func:`~benchmark.prompting.trainer.steps_per_epoch`).
 The assumptions are listed in :data:`ASSUMPTIONS` and printed with the estimate.
 """

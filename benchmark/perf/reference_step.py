@@ -7,19 +7,25 @@ does in one optimisation step, one run at a time:
   fp16), context vectors included;
 - the image encoder on every step's batch of pixels: augmented images are never cached;
 - the text encoder over all 77 token positions of every prompt;
-- per method:
+- what the method adds, described by its :class:`ReferenceDesign`.
 
-  - ``coop``: one image pass, one text forward and backward, cross-entropy;
-  - ``kgcoop``: as CoOp, plus ``8 (1 - mean cos)`` to anchor text features computed once;
-  - ``prograd``: the student's image pass, a second image pass by the zero-shot teacher (a
-    separate CLIP kept in fp32), one text forward, two backwards (KL with the graph retained,
-    then CE), the projection of eq. 4;
-  - ``scoop``, ``gcscoop``: two forward and backward passes, each with its own image pass
-    (the reference calls the whole model twice), the second at the perturbed context; the
-    gradient combination of GCSCoOp (cosine, bisector) on top;
-  - ``cocoop``: one image pass, the meta-net on the normalised image features, then for each
-    image of the batch one text pass over the K prompts shifted by its meta-net output; one
-    backward.
+A method declares its design with a ``reference_design`` attribute (a
+:class:`ReferenceDesign`) on the object its :class:`~benchmark.registry.MethodSpec` points
+at; the bench reads it from there, so a plugin's method is timed like a built-in one. The
+built-in methods' designs are kept here, in :data:`BUILT_IN_DESIGNS`, for the methods that
+declare none:
+
+- ``coop``: one image pass, one text forward and backward, cross-entropy;
+- ``kgcoop``: as CoOp, plus ``8 (1 - mean cos)`` to anchor text features computed once;
+- ``prograd``: the student's image pass, a second image pass by the zero-shot teacher (a
+  separate CLIP kept in fp32), one text forward, two backwards (KL with the graph retained,
+  then CE), the projection of eq. 4;
+- ``scoop``, ``gcscoop``: two forward and backward passes, each with its own image pass
+  (the reference calls the whole model twice), the second at the perturbed context; the
+  gradient combination of GCSCoOp (cosine, bisector) on top;
+- ``cocoop``: one image pass, the meta-net on the normalised image features, then for each
+  image of the batch one text pass over the K prompts shifted by its meta-net output; one
+  backward.
 
 Not counted, to the reference's advantage: JPEG decoding and augmentation (overlapped with
 the GPU by the data loader's workers) and the reference's per-step logging.
@@ -27,7 +33,8 @@ the GPU by the data loader's workers) and the reference's per-step logging.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -36,11 +43,99 @@ from torch import nn
 from benchmark.backbone import Backbone
 from benchmark.prompting.text import PLACEHOLDER
 
-#: Methods with a reference-design step, and the image-encoder passes each step makes.
-IMAGE_PASSES = {"coop": 1, "kgcoop": 1, "cocoop": 1, "prograd": 2, "scoop": 2, "gcscoop": 2}
-KG_WEIGHT = 8.0  # KgCoOp's lambda
-SAM_RHO = 0.1  # SCoOp/GCSCoOp's default rho
+SAM_RHO = 0.1  # the perturbation radius of the SAM-style passes (SCoOp/GCSCoOp's default)
 BISECTOR = (0.5, 0.8)  # GCSCoOp's default beta1, beta2
+
+#: Gradients of one step, in the order they were computed -> the gradient the step applies.
+Combine = Callable[[Sequence[torch.Tensor]], torch.Tensor]
+
+
+def last_gradient(grads: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The last gradient computed (CoOp's only one; SAM's gradient at the perturbed context)."""
+    return grads[-1]
+
+
+@dataclass(frozen=True)
+class ReferenceDesign:
+    """One optimisation step of a method in its reference code, as the bench re-enacts it.
+
+    ``passes``: forward and backward passes per step, each with its own image-encoder pass
+    over the batch and a text pass over the K prompts; every pass after the first runs at
+    the context perturbed by ``SAM_RHO * g / |g|`` (g: the previous pass's gradient), as
+    sharpness-aware methods do. ``teacher``: an image pass by a separate fp32 zero-shot CLIP
+    whose predictions the student's are pulled towards by a KL term, backpropagated on its
+    own (graph retained) before the cross-entropy: two backwards per pass (ProGrad).
+    ``anchor_weight``: weight of ``1 - mean cos`` between the learned and fixed hand-crafted
+    text features, added to the cross-entropy (KgCoOp: 8; 0: no such term).
+    ``per_image_prompts``: a meta-net maps each image's feature to a shift of the context,
+    and every image of the batch has its own text pass over the K shifted prompts (CoCoOp).
+    ``combine``: the step's gradients, in the order computed, to the gradient applied.
+    """
+
+    passes: int = 1
+    teacher: bool = False
+    anchor_weight: float = 0.0
+    per_image_prompts: bool = False
+    combine: Combine = last_gradient
+
+    def __post_init__(self) -> None:
+        if self.passes < 1:
+            raise ValueError(f"a reference design makes at least one pass, got {self.passes}")
+        if self.anchor_weight and self.per_image_prompts:
+            raise ValueError(
+                "an anchor term needs text features shared by the batch; per-image "
+                "prompts have none"
+            )
+
+    @property
+    def image_passes(self) -> int:
+        """Image-encoder passes over the batch per step."""
+        return self.passes + int(self.teacher)
+
+
+def project_conflicting(grads: Sequence[torch.Tensor]) -> torch.Tensor:
+    """ProGrad's eq. 4 on (teacher KL gradient, CE gradient): the CE gradient, without its
+    component against the KL gradient when the two conflict."""
+    g_kl, g_ce = grads
+    d = (g_ce * g_kl).sum()
+    return g_ce - d / (g_kl * g_kl).sum() * g_kl if d < 0 else g_ce
+
+
+def bisector(grads: Sequence[torch.Tensor]) -> torch.Tensor:
+    """GCSCoOp's eq. 7 on (CE gradient, SAM gradient) with its default beta1, beta2."""
+    g, g_sam = grads
+    c = F.cosine_similarity(g_sam.flatten(), g.flatten(), dim=0)
+    if c <= BISECTOR[0]:
+        return g
+    if c >= BISECTOR[1]:
+        return g_sam
+    z = g_sam + g
+    return (g_sam * z).sum() / (z * z).sum() * z
+
+
+#: The designs of the built-in methods, for methods that declare no ``reference_design``.
+BUILT_IN_DESIGNS: Mapping[str, ReferenceDesign] = {
+    "coop": ReferenceDesign(),
+    "kgcoop": ReferenceDesign(anchor_weight=8.0),
+    "prograd": ReferenceDesign(teacher=True, combine=project_conflicting),
+    "scoop": ReferenceDesign(passes=2),
+    "gcscoop": ReferenceDesign(passes=2, combine=bisector),
+    "cocoop": ReferenceDesign(per_image_prompts=True),
+}
+
+
+def design_of(name: str, method: object) -> ReferenceDesign | None:
+    """The reference design of a registered method: its ``reference_design`` attribute, else
+    the built-in one of that name, else None (the method cannot be benched)."""
+    declared = getattr(method, "reference_design", None)
+    if declared is None:
+        return BUILT_IN_DESIGNS.get(name)
+    if not isinstance(declared, ReferenceDesign):
+        raise TypeError(
+            f"method {name!r}: reference_design must be a "
+            f"benchmark.perf.reference_step.ReferenceDesign, got {type(declared).__name__}"
+        )
+    return declared
 
 
 def reference_dtype(device: torch.device) -> torch.dtype:
@@ -74,14 +169,14 @@ class ReferencePrompts:
 def reference_step(
     backbone: Backbone,
     teacher: nn.Module,
-    method: str,
+    design: ReferenceDesign,
     classnames: tuple[str, ...],
     batch: int,
     n_ctx: int,
 ) -> tuple[Callable[[], None], torch.Tensor]:
-    """One reference-design step of ``method`` as a function, and the context it trains;
-    ``backbone`` holds the CLIP in the reference precision, ``teacher`` the fp32 CLIP of
-    ProGrad's zero-shot teacher."""
+    """One reference-design step as a function, and the context it trains; ``backbone``
+    holds the CLIP in the reference precision, ``teacher`` the fp32 CLIP of a zero-shot
+    teacher (used when ``design.teacher``)."""
     device, dtype = backbone.device, reference_dtype(backbone.device)
     model = backbone.model
     prompts = ReferencePrompts(backbone, classnames, n_ctx)
@@ -96,91 +191,64 @@ def reference_step(
     anchor = F.normalize(torch.randn(k, backbone.embed_dim, generator=generator), dim=-1)
     anchor = anchor.to(device)
     scale = backbone.logit_scale
-
-    def images(encoder: nn.Module = model, kind: torch.dtype = dtype) -> torch.Tensor:
-        with torch.no_grad():
-            return F.normalize(encoder.encode_image(pixels.to(kind)), dim=-1)
-
-    def ce() -> torch.Tensor:
-        return F.cross_entropy(scale * images() @ prompts.features(ctx).T, labels)
-
     learned = [ctx]
-    if method == "coop":
-
-        def update() -> None:
-            ce().backward()
-
-    elif method == "kgcoop":
-
-        def update() -> None:
-            texts = prompts.features(ctx)
-            loss = F.cross_entropy(scale * images() @ texts.T, labels)
-            kg = 1 - (texts * anchor.to(dtype)).sum(-1).mean()
-            (loss + KG_WEIGHT * kg).backward()
-
-    elif method == "prograd":
-
-        def update() -> None:
-            student = scale * images() @ prompts.features(ctx).T
-            teacher_logits = scale * images(teacher, torch.float32) @ anchor.T
-            log_p = F.log_softmax(student.float(), dim=-1)
-            kl = -(F.softmax(teacher_logits, dim=-1) * log_p).sum(1).mean()
-            kl.backward(retain_graph=True)
-            g_g = ctx.grad.clone()
-            ctx.grad = None
-            F.cross_entropy(student, labels).backward()
-            g_d = ctx.grad
-            d = (g_d * g_g).sum()
-            if d < 0:
-                ctx.grad = g_d - d / (g_g * g_g).sum() * g_g
-
-    elif method in ("scoop", "gcscoop"):
-
-        def update() -> None:
-            ce().backward()
-            g = ctx.grad.clone()
-            e = SAM_RHO * g / (g.norm() + 1e-12)
-            ctx.grad = None
-            with torch.no_grad():
-                ctx.add_(e)
-            ce().backward()
-            with torch.no_grad():
-                ctx.sub_(e)
-            if method == "gcscoop":
-                g_sam = ctx.grad
-                c = F.cosine_similarity(g_sam.flatten(), g.flatten(), dim=0)
-                if c <= BISECTOR[0]:
-                    ctx.grad = g
-                elif c < BISECTOR[1]:
-                    z = g_sam + g
-                    ctx.grad = (g_sam * z).sum() / (z * z).sum() * z
-
-    elif method == "cocoop":
+    if design.per_image_prompts:
         image_dim = backbone.embed_dim
         meta = nn.Sequential(
             nn.Linear(image_dim, image_dim // 16), nn.ReLU(), nn.Linear(image_dim // 16, width)
         ).to(device, dtype)
         learned += list(meta.parameters())
 
-        def update() -> None:
-            features = images()
-            shifts = meta(features)
-            logits = torch.stack(
-                [
-                    scale * f @ prompts.features(ctx + shift).T
-                    for f, shift in zip(features, shifts, strict=True)
-                ]
-            )
-            F.cross_entropy(logits, labels).backward()
+    def images(encoder: nn.Module = model, kind: torch.dtype = dtype) -> torch.Tensor:
+        with torch.no_grad():
+            return F.normalize(encoder.encode_image(pixels.to(kind)), dim=-1)
 
-    else:
-        raise ValueError(f"no reference-design step for {method!r}; valid: {sorted(IMAGE_PASSES)}")
+    def logits(context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The student's logits (B, K), and its text features where they are shared."""
+        features = images()
+        if design.per_image_prompts:
+            shifts = meta(features)
+            rows = [
+                scale * f @ prompts.features(context + shift).T
+                for f, shift in zip(features, shifts, strict=True)
+            ]
+            return torch.stack(rows), None
+        texts = prompts.features(context)
+        return scale * features @ texts.T, texts
+
+    def one_pass(context: torch.Tensor) -> list[torch.Tensor]:
+        """A forward and its backward(s); the gradients of the context, in order."""
+        student, texts = logits(context)
+        grads = []
+        if design.teacher:
+            teacher_logits = scale * images(teacher, torch.float32) @ anchor.T
+            log_p = F.log_softmax(student.float(), dim=-1)
+            kl = -(F.softmax(teacher_logits, dim=-1) * log_p).sum(1).mean()
+            kl.backward(retain_graph=True)
+            grads.append(ctx.grad.clone())
+            ctx.grad = None
+        loss = F.cross_entropy(student, labels)
+        if design.anchor_weight:
+            loss = loss + design.anchor_weight * (1 - (texts * anchor.to(dtype)).sum(-1).mean())
+        loss.backward()
+        grads.append(ctx.grad.clone())
+        ctx.grad = None
+        return grads
 
     optimiser = torch.optim.SGD(learned, lr=0.002, momentum=0.9, weight_decay=5e-4)
 
     def step() -> None:
         optimiser.zero_grad()
-        update()
+        grads = one_pass(ctx)
+        for _ in range(design.passes - 1):
+            g = grads[-1]
+            with torch.no_grad():
+                e = SAM_RHO * g / (g.norm() + 1e-12)
+                ctx.add_(e)
+            grads += one_pass(ctx)
+            with torch.no_grad():
+                ctx.sub_(e)
+        ctx.grad = design.combine(grads)
         optimiser.step()
 
     return step, ctx
