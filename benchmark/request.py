@@ -111,10 +111,32 @@ def _backbone(
     if not (backbone or checkpoint or pretrained or not mini):
         return BackboneSpec(MODEL_NAME, None, CHECKPOINT)
     name = backbone or (MODEL_NAME if mini and checkpoint else STANDARD_BACKBONE[0])
+    if name == MODEL_NAME and not (checkpoint or pretrained):
+        checkpoint = CHECKPOINT  # the mini world's CLIP comes with its weights
     if checkpoint:
         return BackboneSpec(name, None, checkpoint)
-    tag = pretrained or (STANDARD_BACKBONE[1] if name == STANDARD_BACKBONE[0] else None)
-    return BackboneSpec(name, tag, None)
+    return BackboneSpec(name, pretrained or _default_weights(name), None)
+
+
+def _default_weights(name: str) -> str:
+    """OpenAI's weights of ``name`` (the papers'); a model without them needs its weights
+    named: never silently random ones."""
+    import open_clip
+
+    from benchmark.miniworld.model import register_model_config
+
+    register_model_config()
+    tags = [tag for model, tag in open_clip.list_pretrained() if model == name]
+    if STANDARD_BACKBONE[1] in tags:
+        return STANDARD_BACKBONE[1]
+    if name not in open_clip.list_models():
+        from benchmark.errors import unknown_name
+
+        raise unknown_name("backbone", name, open_clip.list_models())
+    raise UserError(
+        f"--backbone {name} has no OpenAI weights: give --pretrained TAG "
+        f"({', '.join(tags) or 'none known to open_clip'}) or --checkpoint FILE"
+    )
 
 
 def resolve_request(

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.engine import Engine
+from benchmark.perf.reference_step import ReferenceDesign
 from benchmark.prompting.context import InitialContext
 from benchmark.prompting.method import PromptConfig, PromptLearner, PromptMethod, Step
 from benchmark.prompting.text import PromptEncoder
@@ -129,6 +130,7 @@ class CoCoOp(PromptMethod[PromptConfig]):
     name, version, Config = "cocoop", "2", PromptConfig
     settings_file = beside(__file__)
     learner_type = ConditionalLearner
+    reference_design = ReferenceDesign(per_image_prompts=True)
 
 
 METHOD = CoCoOp()

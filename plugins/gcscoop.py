@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
+from benchmark.perf.reference_step import ReferenceDesign, bisector
 from benchmark.prompting.method import PromptConfig, PromptMethod
 from benchmark.prompting.rules import Grads, UpdateRule, combine, dot, flat
 from benchmark.prompting.sam import cosine, sam_gradients
@@ -87,6 +88,7 @@ def gcscoop_rule(rho: float, beta1: float, beta2: float) -> UpdateRule:
 class GCSCoOp(PromptMethod[Config]):
     name, version, Config = "gcscoop", "2", Config
     settings_file = beside(__file__)
+    reference_design = ReferenceDesign(passes=2, combine=bisector)
 
     def rule(self, config: Config) -> UpdateRule:
         return gcscoop_rule(config.rho, config.beta1, config.beta2)

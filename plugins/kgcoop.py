@@ -27,6 +27,7 @@ import torch
 
 from benchmark.engine import Engine
 from benchmark.method import Setting
+from benchmark.perf.reference_step import ReferenceDesign
 from benchmark.prompting.method import Objective, PromptConfig, PromptMethod, Step, cross_entropy
 from benchmark.prompting.rules import UpdateRule, grad
 from benchmark.prompting.templates import text_features
@@ -57,6 +58,7 @@ def kgcoop_rule(params, closure):
 class KgCoOp(PromptMethod[Config]):
     name, version, Config = "kgcoop", "2", Config
     settings_file = beside(__file__)
+    reference_design = ReferenceDesign(anchor_weight=8.0)
 
     def complete(self, config: Config, setting: Setting) -> Config:
         return replace(config, anchor_template=config.anchor_template or setting.template)

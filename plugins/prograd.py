@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from benchmark.engine import Engine
 from benchmark.method import Setting
+from benchmark.perf.reference_step import ReferenceDesign, project_conflicting
 from benchmark.prompting.classifier import cosine_logits
 from benchmark.prompting.method import Objective, PromptConfig, PromptMethod, Step, cross_entropy
 from benchmark.prompting.rules import Grads, UpdateRule, combine, dot, flat, grad
@@ -105,6 +106,7 @@ def teacher_templates(config: Config, dataset: str, template: str) -> tuple[str,
 class ProGrad(PromptMethod[Config]):
     name, version, Config = "prograd", "2", Config
     settings_file = beside(__file__)
+    reference_design = ReferenceDesign(teacher=True, combine=project_conflicting)
 
     def complete(self, config: Config, setting: Setting) -> Config:
         return replace(config, teacher_template=config.teacher_template or setting.template)

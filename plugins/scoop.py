@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from benchmark.perf.reference_step import ReferenceDesign
 from benchmark.prompting.method import PromptConfig, PromptMethod
 from benchmark.prompting.rules import UpdateRule
 from benchmark.prompting.sam import cosine, sam_gradients
@@ -40,6 +41,7 @@ def scoop_rule(rho: float) -> UpdateRule:
 class SCoOp(PromptMethod[Config]):
     name, version, Config = "scoop", "2", Config
     settings_file = beside(__file__)
+    reference_design = ReferenceDesign(passes=2)
 
     def rule(self, config: Config) -> UpdateRule:
         return scoop_rule(config.rho)

@@ -25,7 +25,6 @@ from benchmark.perf.bench import (
 )
 from benchmark.perf.estimate import SEEDS, curve, estimate, training
 from benchmark.perf.reference_step import (
-    BUILT_IN_DESIGNS,
     ReferenceDesign,
     design_of,
     reference_step,
@@ -139,10 +138,19 @@ def test_step_flops_count_forward_and_backward_of_the_prompts(tiny_engine, tmp_p
     assert matmuls - constant <= flops <= matmuls + attention + logits
 
 
-@pytest.mark.parametrize("method", sorted(BUILT_IN_DESIGNS))
+def designs() -> dict[str, ReferenceDesign]:
+    """The reference designs the registered methods declare."""
+    registry = build_registry(autoload=False)
+    declared = {
+        name: design_of(name, registry.methods.get(name).load()) for name in registry.methods
+    }
+    return {name: design for name, design in declared.items() if design is not None}
+
+
+@pytest.mark.parametrize("method", sorted(designs()))
 def test_reference_steps_train_the_context(method, tiny_engine) -> None:
     backbone = tiny_engine.backbone
-    design = BUILT_IN_DESIGNS[method]
+    design = designs()[method]
     step, ctx = reference_step(backbone, backbone.model, design, classnames(5), 4, N_CTX)
     before = ctx.detach().clone()
     step()
@@ -183,7 +191,7 @@ def _report(ours_ms: float, reference_ms: float, image_ms: float) -> dict:
             "batch": 1 if m == "cocoop" else 32,
             "ours_ms": ours_ms,
             "reference_ms": reference_ms,
-            "image_passes": BUILT_IN_DESIGNS[m].image_passes,
+            "image_passes": designs()[m].image_passes,
         }
         for m in DEFAULT_METHODS
         for k in (10, 100)
@@ -255,10 +263,11 @@ class _DeclaringPlugin:
         register(MethodSpec("declared", "CoOp declaring its reference design", _Declared()))
 
 
-def test_a_declared_reference_design_wins_and_must_be_one() -> None:
-    coop = build_registry(autoload=False).methods.get("coop").load()
-    assert design_of("coop", coop) is BUILT_IN_DESIGNS["coop"]  # declares nothing: built-in
-    assert design_of("coop", _Declared()) == ReferenceDesign(passes=2)  # declared: it wins
+def test_a_method_declares_its_reference_design_or_has_none() -> None:
+    methods = build_registry(autoload=False).methods
+    assert design_of("coop", methods.get("coop").load()) == ReferenceDesign()  # the family's
+    assert design_of("zeroshot", methods.get("zeroshot").load()) is None  # trains nothing
+    assert design_of("declared", _Declared()) == ReferenceDesign(passes=2)
     wrong = type("Wrong", (), {"reference_design": {"passes": 2}})()
     with pytest.raises(TypeError, match="reference_design must be a"):
         design_of("wrong", wrong)
@@ -276,8 +285,9 @@ def test_a_plugin_method_with_a_reference_design_is_benched(tiny_backbone) -> No
 
 
 def test_reference_design_passes_and_teacher_make_the_image_passes() -> None:
-    assert BUILT_IN_DESIGNS["prograd"].image_passes == 2  # the student's and the teacher's
-    assert BUILT_IN_DESIGNS["gcscoop"].image_passes == 2  # two SAM passes
-    assert BUILT_IN_DESIGNS["cocoop"].image_passes == 1
+    declared = designs()
+    assert declared["prograd"].image_passes == 2  # the student's and the teacher's
+    assert declared["gcscoop"].image_passes == 2  # two SAM passes
+    assert declared["cocoop"].image_passes == 1
     with pytest.raises(ValueError, match="at least one pass"):
         ReferenceDesign(passes=0)

@@ -11,9 +11,8 @@ does in one optimisation step, one run at a time:
 
 A method declares its design with a ``reference_design`` attribute (a
 :class:`ReferenceDesign`) on the object its :class:`~benchmark.registry.MethodSpec` points
-at; the bench reads it from there, so a plugin's method is timed like a built-in one. The
-built-in methods' designs are kept here, in :data:`BUILT_IN_DESIGNS`, for the methods that
-declare none:
+at; the bench reads it from there, so a plugin's method is timed like a built-in one (the CoOp
+family's base declares CoOp's step). The built-in methods declare:
 
 - ``coop``: one image pass, one text forward and backward, cross-entropy;
 - ``kgcoop``: as CoOp, plus ``8 (1 - mean cos)`` to anchor text features computed once;
@@ -33,7 +32,7 @@ the GPU by the data loader's workers) and the reference's per-step logging.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -113,23 +112,12 @@ def bisector(grads: Sequence[torch.Tensor]) -> torch.Tensor:
     return (g_sam * z).sum() / (z * z).sum() * z
 
 
-#: The designs of the built-in methods, for methods that declare no ``reference_design``.
-BUILT_IN_DESIGNS: Mapping[str, ReferenceDesign] = {
-    "coop": ReferenceDesign(),
-    "kgcoop": ReferenceDesign(anchor_weight=8.0),
-    "prograd": ReferenceDesign(teacher=True, combine=project_conflicting),
-    "scoop": ReferenceDesign(passes=2),
-    "gcscoop": ReferenceDesign(passes=2, combine=bisector),
-    "cocoop": ReferenceDesign(per_image_prompts=True),
-}
-
-
 def design_of(name: str, method: object) -> ReferenceDesign | None:
-    """The reference design of a registered method: its ``reference_design`` attribute, else
-    the built-in one of that name, else None (the method cannot be benched)."""
+    """The reference design of a registered method: its ``reference_design`` attribute, or
+    None (the method cannot be benched)."""
     declared = getattr(method, "reference_design", None)
     if declared is None:
-        return BUILT_IN_DESIGNS.get(name)
+        return None
     if not isinstance(declared, ReferenceDesign):
         raise TypeError(
             f"method {name!r}: reference_design must be a "

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from benchmark.engine import Engine
 from benchmark.method import Setting
+from benchmark.perf.reference_step import ReferenceDesign
 from benchmark.prompting.classifier import PromptClassifier, cosine_logits
 from benchmark.prompting.context import InitialContext, initial_context, placeholders, words
 from benchmark.prompting.rules import Losses, UpdateRule, plain
@@ -160,6 +161,9 @@ class PromptMethod(Configured[ConfigT]):
 
     base_settings = (FAMILY_SETTINGS,)
     learner_type: type[PromptLearner] = PromptLearner
+    #: How the reference code makes one step of the method, for ``bench``: CoOp's, unless a
+    #: method says otherwise.
+    reference_design = ReferenceDesign()
 
     def training_views(self, config: ConfigT) -> range:
         return config.optimisation().views
