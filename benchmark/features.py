@@ -61,7 +61,7 @@ class _Images(Dataset):
         views: list[int],
         size: int,
         augmentation: Augmentation,
-        seed: int,
+        seed: int = 0,
     ) -> None:
         self.paths, self.views, self.size = paths, views, size
         self.augmentation, self.seed = augmentation, seed

@@ -253,6 +253,9 @@ class _Declared:
     def config(self, setting):
         return self._coop.config(setting)
 
+    def training_views(self, config):
+        return self._coop.training_views(config)
+
     def train(self, runs, config, engine):
         return self._coop.train(runs, config, engine)
 

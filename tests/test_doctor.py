@@ -51,6 +51,9 @@ class _Wrapped:
     def config(self, setting):
         return self._coop.config(setting)
 
+    def training_views(self, config):
+        return self._coop.training_views(config)
+
     def train(self, runs, config, engine):
         return self._train(self._coop, runs, config, engine)
 

@@ -145,8 +145,8 @@ def test_diverging_loss_fails_its_cells_only_and_is_retried(tmp_path, capsys):
         "run",
         *("--methods", "coop,zeroshot", "--protocols", "few_shot", "--shots", "2"),
         *("--seeds", "1,2", "--dataset", f"shapes={data}", "--no-leaderboard"),
-        # epoch 0 is the warm-up epoch; epoch 1 steps with lr = inf; epoch 2's loss is NaN
-        *("--set", "coop.lr=inf", "--set", "coop.epochs=3"),
+        # epoch 0 is the warm-up epoch; epoch 1 steps with lr = 1e38; epoch 2 overflows
+        *("--set", "coop.lr=1e38", "--set", "coop.epochs=3"),
         *("--backbone", MODEL_NAME, "--checkpoint", str(CHECKPOINT), "--device", "cpu"),
         *("--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")),
     ]

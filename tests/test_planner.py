@@ -110,5 +110,5 @@ def test_variants_and_overrides_resolve_per_method(toy_registry):
         plan(toy_registry, overrides={"kgcoop": {"epochs": "3"}})
     with pytest.raises(UserError, match="unknown coop variant 'cs'"):
         plan(toy_registry, methods=["coop:cs"])
-    with pytest.raises(UserError, match="epochs must be at least 1"):
-        plan(toy_registry, overrides={"coop": {"epochs": "0"}})
+    with pytest.raises(UserError, match="epochs must be at least 0"):
+        plan(toy_registry, overrides={"coop": {"epochs": "-3"}})

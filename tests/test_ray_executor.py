@@ -90,7 +90,8 @@ def test_ray_rows_equal_local_rows_and_features_are_extracted_once(
     # Two groups ran at once on two CPUs, yet no image was encoded twice in any view: the
     # extraction task encoded everything before the groups started.
     shards = _keys_per_shard(distributed.cache_dir)
-    assert set(shards) == {"test", "view0", "view1"}  # coop's two epochs, and the test view
+    # coop's two epochs of each seed, and the test view
+    assert set(shards) == {"test", "seed1-view0", "seed1-view1", "seed2-view0", "seed2-view1"}
     for view, keys in shards.items():
         counts = Counter(key for shard in keys for key in shard)
         assert max(counts.values()) == 1, f"an image was encoded twice in {view}"

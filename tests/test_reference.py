@@ -124,18 +124,22 @@ def test_prograd_tables_agree_where_they_repeat(published: pd.DataFrame) -> None
 
 
 def test_table4_is_what_gcscoop_runs(published: pd.DataFrame) -> None:
-    """The GCSCoOp plugin's per-dataset hyperparameters are appendix table 4's; SCoOp and
-    GCSCoOp share rho, as the paper states."""
-    from vlprompt_methods.gcscoop import NO_LOWER_BOUND, TABLE4
+    """The GCSCoOp and SCoOp settings per dataset are appendix table 4's (the paper's '-' is
+    beta1 0, no lower bound); SCoOp and GCSCoOp share rho, as the paper states."""
+    from benchmark.method import Setting
+    from benchmark.registry import build_registry
 
+    methods = build_registry(autoload=False).methods
+    gcscoop, scoop = methods.get("gcscoop").load(), methods.get("scoop").load()
     rows = table(published, "gcscoop", "4")
     main = rows[rows["variant"] == ""].pivot_table(
         index="dataset", columns=["method", "metric"], values="value", dropna=False
     )
     assert len(main) == 11
-    for dataset, (rho, beta1, beta2) in TABLE4.items():
-        r = main.loc[dataset]
-        assert r["gcscoop", "rho"] == rho == r["scoop", "rho"]
-        printed_beta1 = r["gcscoop", "beta1"]
-        assert (NO_LOWER_BOUND if math.isnan(printed_beta1) else printed_beta1) == beta1
-        assert r["gcscoop", "beta2"] == beta2
+    for dataset, printed in main.iterrows():
+        setting = Setting("base_to_new", dataset, 16, "ViT-B-16", "reference")
+        config = gcscoop.config(setting)
+        assert printed["gcscoop", "rho"] == config.rho == scoop.config(setting).rho, dataset
+        beta1 = printed["gcscoop", "beta1"]
+        assert (0.0 if math.isnan(beta1) else beta1) == config.beta1, dataset
+        assert printed["gcscoop", "beta2"] == config.beta2, dataset

@@ -58,6 +58,9 @@ class NearestMean:
     def config(self, setting):
         return self.Config()
 
+    def training_views(self, config):
+        return ()  # the test view only
+
     def train(self, runs, config, engine):
         classifiers = []
         for run in runs:
@@ -109,6 +112,9 @@ class Exploding:
 
     def config(self, setting):
         return self.Config()
+
+    def training_views(self, config):
+        return ()
 
     def train(self, runs, config, engine):
         raise FloatingPointError("loss became nan")

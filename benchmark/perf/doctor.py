@@ -286,14 +286,15 @@ class Doctor:
             datasets=list(datasets),
             seeds=list(SEEDS),
             shots=[1],
-            backbone=self.sizes.backbone,
+            backbone=self.spec.name,
+            checkpoint=self.spec.checkpoint,
             results=self.folder / results,
             cache_dir=self.folder / "cache",
             device=self.device,
             preset="reference",
             sets=sets,
         )
-        return dataclasses.replace(request, backbone=self.spec)
+        return request
 
     def add(self, section: str, name: str, ok: bool | None, measured: str, target: str, value=None):
         """A check: ``ok`` None for one measured without a target on this device."""

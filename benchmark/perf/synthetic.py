@@ -81,10 +81,10 @@ def synthetic_runs(
             path.touch()
             samples.append(Sample(str(path), label, names[label]))
         runs.append(TrainData("bench", 16, seed, tuple(samples), (), classes))
-    samples = [sample for run in runs for sample in run.samples]
-    for view in (TEST_VIEW, *range(views)):
-        features = torch.randn(len(samples), engine.backbone.embed_dim, generator=generator)
-        engine.features.hold(samples, view, features)
+    for run in runs:  # each run reads the training views of its own seed
+        for view in (TEST_VIEW, *range(views)):
+            features = torch.randn(len(run.samples), engine.backbone.embed_dim, generator=generator)
+            engine.features.hold(run.samples, view, features, seed=run.seed)
     return runs
 
 

@@ -84,7 +84,7 @@ class PromptConfig:
                 f"ctx_init {self.ctx_init!r} has {words(self.ctx_init)} words, more than "
                 f"n_ctx={self.n_ctx}",
             )
-        _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
+        _check(self.epochs >= 0, f"epochs must be at least 0 (0: untrained), got {self.epochs}")
         _check(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
         _check(math.isfinite(self.lr) and self.lr > 0, f"lr must be positive, got {self.lr}")
         _check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")

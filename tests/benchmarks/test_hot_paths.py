@@ -79,7 +79,7 @@ def cached(tiny_engine, tmp_path) -> list[Sample]:
     cache = tiny_engine.features
     features = torch.randn(CACHED_IMAGES, tiny_engine.backbone.embed_dim)
     cache._write_shard(
-        cache._slot(0, REFERENCE_AUGMENTATION), [image_key(s.path) for s in samples], features
+        cache._slot(0, REFERENCE_AUGMENTATION, 0), [image_key(s.path) for s in samples], features
     )
     return samples
 
