@@ -173,7 +173,7 @@ RELATIVE = st.text(string.ascii_letters + string.digits + "_-", min_size=1, max_
 @st.composite
 def split_files(draw):
     """A valid split file: labels 0..n-1, one class name per label, any split sizes."""
-    names = draw(st.lists(CLASS, min_size=1, max_size=5, unique=True))
+    names = draw(st.lists(CLASS, min_size=1, max_size=5, unique_by=lambda n: n.replace("_", " ")))
     content = {}
     for split in ("train", "val", "test"):
         labels = draw(st.lists(st.integers(0, len(names) - 1), max_size=8))

@@ -48,12 +48,18 @@ class Sample:
 
 @dataclass(frozen=True)
 class Splits:
-    """The train/val/test splits of a dataset; ``classnames[label]`` names each label."""
+    """The train/val/test splits of a dataset; ``classnames[label]`` names each label.
+
+    ``fingerprint`` is a digest of what the reader read (a split file's bytes, an
+    ImageFolder's image list with sizes and modification times), or ``""`` when the reader
+    gives none; :func:`benchmark.datasets.fingerprint.dataset_fingerprint` completes it.
+    """
 
     train: tuple[Sample, ...]
     val: tuple[Sample, ...]
     test: tuple[Sample, ...]
     classnames: tuple[str, ...]
+    fingerprint: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
