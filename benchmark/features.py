@@ -16,8 +16,10 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from stat import S_ISREG
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -35,10 +37,17 @@ BATCH_SIZE = 64
 
 
 def image_key(path: str) -> str:
+    """The cache key of an image: its absolute path, size and modification time.
+
+    Only regular files are images: a named pipe, a device or a folder listed as an image is
+    refused here, before anything opens it (opening a named pipe waits for a writer forever).
+    """
     try:
         stat = os.stat(path)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise DataError(f"image not found: {path}") from exc
+    if not S_ISREG(stat.st_mode):
+        raise DataError(f"image {path} is not a regular file (a folder, named pipe or device)")
     return f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
@@ -66,8 +75,13 @@ class _Images(Dataset):
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | str]:
         path = self.paths[index]
         try:
-            with Image.open(path) as image:
-                rgb = image.convert("RGB")  # greyscale and palette images become RGB
+            with warnings.catch_warnings():
+                # PIL only warns between its two pixel limits: refuse such images too
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    rgb = image.convert("RGB")  # greyscale and palette images become RGB
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            return index, f"{path}: too many pixels to decode safely ({exc})"
         except (OSError, UnidentifiedImageError) as exc:
             return index, f"{path}: {exc}"
         return index, torch.stack(

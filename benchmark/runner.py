@@ -2,10 +2,13 @@
 and writes one result file per run.
 
 A cell is (method, protocol, dataset, shots, seed); its run id is the hash of its fully
-resolved configuration. Cells that differ only by seed form a group and train in one call
-of the method. A group that raises is recorded as failed, one row per run with the error,
-and the other groups go on; the next run retries failed cells (``retries`` retries them in
-the same run).
+resolved configuration and of its inputs' content: the fingerprint of every dataset it reads
+(:mod:`benchmark.datasets.fingerprint`) and of the weights. A cell that would train on an
+empty split or evaluate one is refused before anything runs. Cells that differ only by seed
+form a group and train in one call of the method. A group that raises is recorded as
+failed, one row per run with the error, and the other groups go on; the next run retries
+failed cells (``retries`` retries them in the same run). Cells that another live runner has
+claimed are left to it and reported as held.
 
 Where the groups run is an executor's choice: one after the other in this process
 (:class:`LocalExecutor`), or as Ray tasks (:mod:`benchmark.ray_executor`). Planning, claims
@@ -34,7 +37,7 @@ from benchmark import __version__
 from benchmark.catalog import DatasetCatalog
 from benchmark.config import apply_overrides, config_json, run_id
 from benchmark.datasets.spec import REFERENCE_AUGMENTATION, Augmentation, DataContext, Sample
-from benchmark.errors import UserError
+from benchmark.errors import DataError, UserError
 from benchmark.method import Setting
 from benchmark.protocol import Plan
 from benchmark.registry import Registry
@@ -61,10 +64,14 @@ class Cell:
 
 @dataclass
 class Summary:
+    """What a run did: cells planned, skipped (done before), run, failed, and ``held``: left
+    to another runner whose live claim holds them (each with that runner's description)."""
+
     planned: int = 0
     skipped: int = 0
     succeeded: int = 0
     failed: list[tuple[Cell, str]] = field(default_factory=list)
+    held: list[tuple[Cell, str]] = field(default_factory=list)
     rows: int = 0
 
 
@@ -107,6 +114,7 @@ class Runner:
         context = DataContext(request.data_root, request.cache_dir)
         self.catalog = DatasetCatalog(registry.datasets, context, request.datasets)
         self._engine = None
+        self._inputs: dict[tuple[str, str, int], dict[str, str]] = {}
         self._trained: OrderedDict[tuple, tuple[list[Any], float]] = OrderedDict()
         self._scored: weakref.WeakKeyDictionary[Any, dict[tuple, float | None]] = (
             weakref.WeakKeyDictionary()
@@ -141,6 +149,7 @@ class Runner:
                     f"({', '.join(request.methods)})"
                 )
         groups = []
+        weights = request.backbone.fingerprint
         for protocol_name in request.protocols:
             protocol = self.registry.protocols.get(protocol_name)
             datasets = protocol.training_datasets(request.datasets, self.catalog)
@@ -152,6 +161,7 @@ class Runner:
                         )
                         config = self._config(method, setting)
                         version = self._method(method).version
+                        data = self._data_read(protocol_name, dataset, shots)
                         group = []
                         for seed in request.seeds:
                             identity = {
@@ -164,6 +174,8 @@ class Runner:
                                 "seed": seed,
                                 "backbone": request.backbone.name,
                                 "pretrained": request.backbone.weights,
+                                "weights": weights,
+                                "data": data,
                             }
                             group.append(
                                 Cell(
@@ -178,6 +190,20 @@ class Runner:
                             )
                         groups.append(group)
         return groups
+
+    def _data_read(self, protocol_name: str, dataset: str, shots: int) -> dict[str, str]:
+        """The fingerprint of every dataset that the cells of (protocol, dataset, shots) read,
+        after checking that none of their splits is empty; once per (protocol, dataset,
+        shots), from the first seed's plan (which splits a protocol reads, and whether they
+        are empty, does not depend on the seed)."""
+        key = (protocol_name, dataset, shots)
+        if key not in self._inputs:
+            protocol = self.registry.protocols.get(protocol_name)
+            plan = protocol.plan(dataset, shots, self.request.seeds[0], self.catalog)
+            check_not_empty(plan, protocol_name)
+            read = {plan.train.dataset, *(split.eval_dataset for split in plan.evals)}
+            self._inputs[key] = {name: self.catalog.fingerprint(name) for name in sorted(read)}
+        return self._inputs[key]
 
     # -- execution ------------------------------------------------------------------------
 
@@ -253,16 +279,22 @@ class Runner:
         config has ``optimisation()``) also read their training images in its training views,
         made by the training data's augmentation.
         """
+        return self._feature_needs(group, self._plans(group))
+
+    def _plans(self, group: list[Cell]) -> list[Plan]:
+        protocol = self.registry.protocols.get(group[0].protocol)
+        return [protocol.plan(c.dataset, c.shots, c.seed, self.catalog) for c in group]
+
+    def _feature_needs(
+        self, group: list[Cell], plans: list[Plan]
+    ) -> dict[str, dict[FeatureRequest, list[Sample]]]:
         from benchmark.views import TEST_VIEW
 
-        head = group[0]
-        protocol = self.registry.protocols.get(head.protocol)
-        optimisation = getattr(head.config, "optimisation", None)
+        optimisation = getattr(group[0].config, "optimisation", None)
         training = tuple(optimisation().views) if callable(optimisation) else ()
         test = ((TEST_VIEW,), REFERENCE_AUGMENTATION)
         needs: dict[str, dict[FeatureRequest, list[Sample]]] = {}
-        for cell in group:
-            plan = protocol.plan(cell.dataset, cell.shots, cell.seed, self.catalog)
+        for cell, plan in zip(group, plans, strict=True):
             train = needs.setdefault(cell.dataset, {})
             train.setdefault(test, []).extend((*plan.train.samples, *plan.train.val))
             if training:
@@ -280,15 +312,16 @@ class Runner:
 
     def _run_group(self, group: list[Cell]) -> list[list[dict[str, Any]]]:
         head = group[0]
-        protocol = self.registry.protocols.get(head.protocol)
         method = self._method(head.method)
-        plans = [protocol.plan(c.dataset, c.shots, c.seed, self.catalog) for c in group]
+        plans = self._plans(group)
         for plan in plans:
-            if not plan.train.samples:
-                raise UserError(
-                    f"dataset {head.dataset!r} has no training images for {head.protocol}"
-                )
+            check_not_empty(plan, head.protocol)
         engine = self.engine
+        # Every image the group reads is read before it trains: an unreadable image is a
+        # data error before any training, not a failed cell after it.
+        for requests in self._feature_needs(group, plans).values():
+            for (views, augmentation), samples in requests.items():
+                engine.features.ensure(samples, views, augmentation)
         # Runs train together only when their training sets have the same size.
         by_size: dict[int, list[int]] = {}
         for i, plan in enumerate(plans):
@@ -328,8 +361,6 @@ class Runner:
         measured: list[tuple[str, str, str, float, int]] = []
         accuracy: dict[tuple[str, str], float] = {}
         for split in plan.evals:
-            if not split.samples:
-                continue
             acc = self._accuracy(classifier, split)
             if acc is None:
                 continue  # this method cannot score these classes: no row, not a wrong one
@@ -414,6 +445,23 @@ class Runner:
             train_seconds=float("nan"),
             eval_seconds=float("nan"),
         )
+
+
+def check_not_empty(plan: Plan, protocol: str) -> None:
+    """Refuse a cell that would train on no images or evaluate a split of none: it could
+    give no valid number (an empty test split would be "done" with no result)."""
+    if not plan.train.samples:
+        raise DataError(
+            f"dataset {plan.train.dataset!r}: its train split, which {protocol} trains on, "
+            "has no images"
+        )
+    for split in plan.evals:
+        if not split.samples:
+            which = "test split" if split.split == "all" else f"test split's {split.split} classes"
+            raise DataError(
+                f"dataset {split.eval_dataset!r}: its {which}, which {protocol} evaluates, "
+                "has no images"
+            )
 
 
 def _label(group: list[Cell]) -> str:
