@@ -37,7 +37,7 @@ from benchmark import __version__
 from benchmark.catalog import DatasetCatalog
 from benchmark.config import apply_overrides, config_json, run_id
 from benchmark.datasets.spec import REFERENCE_AUGMENTATION, Augmentation, DataContext, Sample
-from benchmark.errors import DataError, UserError
+from benchmark.errors import DataError, UserError, first_line
 from benchmark.method import Setting
 from benchmark.protocol import Plan
 from benchmark.registry import Registry
@@ -124,10 +124,9 @@ class Runner:
 
     def _method(self, name: str):
         base, variant = split_variant(name)
-        spec = self.registry.methods.get(base)
         if variant is not None:
-            spec.variant(variant)
-        return spec.load()
+            self.registry.methods.get(base).variant(variant)
+        return self.registry.load_method(base)
 
     def _config(self, name: str, setting: Setting):
         base, variant = split_variant(name)
@@ -246,6 +245,10 @@ class Runner:
                 queue.finish(group)
         finally:
             queue.release_all()
+        # Cells another runner finished meanwhile are done, not held.
+        finished = [cell for cell, _ in summary.held if self.store.is_done(cell.run_id)]
+        summary.skipped += len(finished)
+        summary.held = [(cell, who) for cell, who in summary.held if cell not in finished]
         return summary
 
     def execute(self, group: list[Cell]) -> Outcome:
@@ -307,8 +310,12 @@ class Runner:
     def _announce(self, rows: list[dict[str, Any]]) -> None:
         try:
             self.registry.plugin_manager.hook.on_result(rows=rows)
-        except Exception as exc:
-            self.progress(f"  warning: an on_result hook failed: {type(exc).__name__}: {exc}")
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit included: a plugin never ends the run
+            self.progress(
+                f"  warning: an on_result hook failed: {type(exc).__name__}: {first_line(exc)}"
+            )
 
     def _run_group(self, group: list[Cell]) -> list[list[dict[str, Any]]]:
         head = group[0]
@@ -475,9 +482,9 @@ def _label(group: list[Cell]) -> str:
 class WorkQueue:
     """The groups an executor runs, each claimed when the executor takes it.
 
-    Taking a group claims its cells; cells another runner holds, or finished since the plan
-    was made, are left out. A failed group comes back, first in line, while it has retries
-    left (``RunRequest.retries``).
+    Taking a group claims its cells; cells another runner holds (reported as held), or
+    finished since the plan was made (skipped), are left out. A failed group comes back,
+    first in line, while it has retries left (``RunRequest.retries``).
     """
 
     def __init__(self, runner: Runner, groups: list[list[Cell]], summary: Summary) -> None:
@@ -501,14 +508,15 @@ class WorkQueue:
             group = self.pending.popleft()
             ours = []
             for cell in group:
-                if not store.claim(cell.run_id):
-                    continue  # another runner is on it
+                if not store.claim(cell.run_id):  # another live runner is on it
+                    self._summary.held.append((cell, store.holder(cell.run_id)))
+                    continue
                 # A cell finished by another runner after our plan was made is not ours.
                 if not self._runner.request.rerun and store.is_done(cell.run_id):
                     store.release(cell.run_id)
+                    self._summary.skipped += 1
                     continue
                 ours.append(cell)
-            self._summary.skipped += len(group) - len(ours)
             self._taken += len(group)
             if ours:
                 self._held[ours[0].run_id] = ours

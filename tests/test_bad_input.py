@@ -30,31 +30,18 @@ def tree(tmp_path_factory):
 
 
 def run(tmp_path, *argv, checkpoint=CHECKPOINT, results=None):
-    return main(
-        [
-            "run",
-            "--methods",
-            "zeroshot",
-            "--protocols",
-            "few_shot",
-            "--shots",
-            "1",
-            "--seeds",
-            "1",
-            "--backbone",
-            MODEL_NAME,
-            "--checkpoint",
-            str(checkpoint),
-            "--device",
-            "cpu",
-            "--results",
-            str(results or tmp_path / "results"),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--no-leaderboard",
-            *argv,
-        ]
-    )
+    return main(_argv(tmp_path, *argv, checkpoint=checkpoint, results=results))
+
+
+def _argv(tmp_path, *argv, checkpoint=CHECKPOINT, results=None) -> list[str]:
+    return [
+        "run",
+        *("--methods", "zeroshot", "--protocols", "few_shot", "--shots", "1", "--seeds", "1"),
+        *("--backbone", MODEL_NAME, "--checkpoint", str(checkpoint), "--device", "cpu"),
+        *("--results", str(results or tmp_path / "results")),
+        *("--cache-dir", str(tmp_path / "cache"), "--no-leaderboard"),
+        *argv,
+    ]
 
 
 def one_line(capsys, code: int, expected_code: int, *fragments: str) -> str:
@@ -321,6 +308,18 @@ def test_unwritable_results_directory(tmp_path, capsys, tree):
     one_line(capsys, code, EXIT_ENVIRONMENT, "is not writable")
 
 
+def test_a_foreign_results_file_fails_the_leaderboard_step_after_a_run(tmp_path, capsys, tree):
+    import pyarrow as pa
+
+    runs = tmp_path / "results" / "runs"
+    runs.mkdir(parents=True)
+    pq.write_table(pa.table({"accuracy": ["high"]}), runs / "foreign.parquet")
+    argv = [a for a in _argv(tmp_path, "--dataset", f"shapes={tree}") if a != "--no-leaderboard"]
+    code = main(argv)
+    one_line(capsys, code, EXIT_ENVIRONMENT, str(runs / "foreign.parquet"), "lacks columns")
+    assert len(list(runs.glob("*.parquet"))) == 2  # the run's own result is written and kept
+
+
 def test_results_from_a_newer_schema_and_unreadable_results(tmp_path, capsys, tree):
     assert run(tmp_path, "--dataset", f"shapes={tree}") == 0
     capsys.readouterr()
@@ -336,3 +335,31 @@ def test_results_from_a_newer_schema_and_unreadable_results(tmp_path, capsys, tr
     # `run` does not count the damaged run as done: it runs it again and replaces the file
     assert run(tmp_path, "--dataset", f"shapes={tree}") == 0
     assert main(["leaderboard", "--results", str(tmp_path / "results")]) == 0
+
+
+def test_a_cell_held_by_another_live_runner_is_not_reported_as_done(tmp_path, capsys, tree):
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from benchmark.results import claim_owner
+
+    assert run(tmp_path, "--dataset", f"shapes={tree}") == 0
+    (done,) = (tmp_path / "results" / "runs").glob("*.parquet")
+    run_id = pd.read_parquet(done).run_id.iloc[0]
+    done.unlink()  # as if the other runner had claimed the cell and not finished it yet
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        claim = tmp_path / "results" / "runs" / ".claims" / f"{run_id}.claim"
+        claim.write_text(json.dumps(claim_owner(other.pid)))
+        capsys.readouterr()
+        code = run(tmp_path, "--dataset", f"shapes={tree}")
+    finally:
+        other.kill()
+        other.wait()
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "0 runs done, 0 skipped" in err and "1 held by another runner" in err
+    assert "held: zeroshot few_shot shapes 1 shots seed 1: claimed by a runner" in err
+    assert f"process {other.pid}" in err and "Traceback" not in err

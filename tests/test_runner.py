@@ -246,3 +246,46 @@ def test_protocols_training_on_the_same_data_train_once(toy_plugin, tiny_backbon
     table = pd.read_parquet(tmp_path / "results" / "runs")
     assert set(table.protocol) == {"cross_dataset", "domain_generalization"}
     assert table.groupby("protocol").train_seconds.first().nunique() == 1
+
+
+def test_a_cell_held_by_a_live_runner_is_reported_not_done(toy_registry, tiny_backbone, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from benchmark.results import claim_owner
+
+    request = toy_request(tiny_backbone, tmp_path, methods=["zeroshot"], seeds=[1])
+    runner = Runner(toy_registry, request, progress=lambda m: None)
+    ((cell,),) = runner.plan()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        claim = tmp_path / "results" / "runs" / ".claims" / f"{cell.run_id}.claim"
+        claim.parent.mkdir(parents=True)
+        claim.write_text(json.dumps(claim_owner(other.pid)))
+        summary = runner.run()
+        assert (summary.succeeded, summary.skipped, summary.failed) == (0, 0, [])
+        ((held, holder),) = summary.held
+        assert held.run_id == cell.run_id and f"process {other.pid}" in holder
+    finally:
+        other.kill()
+        other.wait()
+    # its owner is gone: the claim is stale, and the cell runs
+    again = Runner(toy_registry, request, progress=lambda m: None).run()
+    assert (again.succeeded, again.held) == (1, [])
+
+
+class _ExitingListener:
+    @hookimpl
+    def on_result(self, rows):
+        raise SystemExit(0)
+
+
+def test_an_on_result_hook_that_exits_never_ends_the_run(toy_plugin, tiny_backbone, tmp_path):
+    registry = build_registry(autoload=False, extra_plugins=[toy_plugin, _ExitingListener()])
+    request = toy_request(tiny_backbone, tmp_path, methods=["zeroshot"])
+    progress: list[str] = []
+    summary = Runner(registry, request, progress=progress.append).run()
+    assert (summary.succeeded, summary.failed) == (2, [])
+    warnings = [line for line in progress if "on_result hook failed: SystemExit" in line]
+    assert len(warnings) == 2

@@ -149,22 +149,27 @@ def run(args: argparse.Namespace) -> int:
             f"datasets {', '.join(request.datasets)} (cross-dataset and domain generalisation "
             "train on the source dataset of the selected datasets' world)"
         )
+    held = f", {len(summary.held)} held by another runner" if summary.held else ""
     print(
         f"{summary.succeeded} runs done, {summary.skipped} skipped (already in "
-        f"{request.results}), {len(summary.failed)} failed; {summary.rows} rows written",
+        f"{request.results}){held}, {len(summary.failed)} failed; {summary.rows} rows written",
         file=sys.stderr,
     )
     if not args.no_leaderboard and (summary.succeeded or summary.skipped):
         print(leaderboard_text(results_table(request.results), None, "github", registry))
-    if summary.failed:
-        for cell, message in summary.failed:
-            print(
-                f"failed: {cell.method} {cell.protocol} {cell.dataset} {cell.shots} shots "
-                f"seed {cell.seed}: {message}",
-                file=sys.stderr,
-            )
-        return EXIT_CELLS_FAILED
-    return EXIT_OK
+    for cell, holder in summary.held:
+        print(
+            f"held: {_cell(cell)}: claimed by a runner still running ({holder}); run the same "
+            "command when it ends, or delete the claim if that runner is gone",
+            file=sys.stderr,
+        )
+    for cell, message in summary.failed:
+        print(f"failed: {_cell(cell)}: {message}", file=sys.stderr)
+    return EXIT_CELLS_FAILED if summary.failed or summary.held else EXIT_OK
+
+
+def _cell(cell) -> str:
+    return f"{cell.method} {cell.protocol} {cell.dataset} {cell.shots} shots seed {cell.seed}"
 
 
 COMMAND = Command(
