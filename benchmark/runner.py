@@ -154,7 +154,7 @@ class Runner:
             datasets = protocol.training_datasets(request.datasets, self.catalog)
             for method in request.methods:
                 for dataset in datasets:
-                    for shots in request.shots or protocol.default_shots:
+                    for shots in dict.fromkeys(request.shots or protocol.default_shots):
                         setting = Setting(
                             protocol_name, dataset, shots, request.backbone.name, request.preset
                         )
@@ -162,7 +162,7 @@ class Runner:
                         version = self._method(method).version
                         data = self._data_read(protocol_name, dataset, shots)
                         group = []
-                        for seed in request.seeds:
+                        for seed in dict.fromkeys(request.seeds):  # each seed once
                             identity = {
                                 "method": method,
                                 "method_version": version,

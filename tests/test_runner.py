@@ -289,3 +289,9 @@ def test_an_on_result_hook_that_exits_never_ends_the_run(toy_plugin, tiny_backbo
     assert (summary.succeeded, summary.failed) == (2, [])
     warnings = [line for line in progress if "on_result hook failed: SystemExit" in line]
     assert len(warnings) == 2
+
+
+def test_a_seed_or_shot_count_given_twice_is_one_cell(toy_registry, tiny_backbone, tmp_path):
+    request = toy_request(tiny_backbone, tmp_path, methods=["zeroshot"], seeds=[1, 1], shots=[2, 2])
+    summary = Runner(toy_registry, request, progress=lambda m: None).run()
+    assert (summary.planned, summary.succeeded, summary.held) == (1, 1, [])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from benchmark.cli.command import Command
 from benchmark.cli.options import registry_for
-from benchmark.errors import EXIT_OK, UserError
+from benchmark.errors import EXIT_ENVIRONMENT, EXIT_OK, UserError
 from benchmark.request import DEFAULT_RESULTS
 
 REFERENCE_BUILTIN = Path("<built-in>")
@@ -103,7 +103,33 @@ def _generated_by(args: argparse.Namespace, target: Path) -> str:
     return {"github": f"<!-- {text} -->", "latex": f"% {text}", "csv": f"# {text}"}[args.format]
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse output paths of the wrong kind before any work."""
+    if args.plot is not None and args.plot.exists() and not args.plot.is_dir():
+        raise UserError(f"--plot {args.plot}: exists and is not a folder; give a folder")
+    for option, path in (("--write", args.write), ("--check", args.check), ("--html", args.html)):
+        if path is not None and path.is_dir():
+            raise UserError(f"{option} {path}: is a folder; give a file")
+
+
+def _write_text(target: Path, text: str) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {target} ({exc.strerror})", EXIT_ENVIRONMENT) from exc
+
+
+def _current(target: Path) -> str | None:
+    """The text of a leaderboard file to check, or None when there is none."""
+    try:
+        return target.read_bytes().decode("utf-8", "replace") if target.is_file() else None
+    except OSError as exc:
+        raise UserError(f"cannot read {target} ({exc.strerror})", EXIT_ENVIRONMENT) from exc
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_outputs(args)
     registry = registry_for(args)
     table, published = results_table(args.results), _published(args.reference)
     text = leaderboard_text(table, args.protocol, args.format, registry, published)
@@ -113,15 +139,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         text = f"{_generated_by(args, target)}\n\n{text}"
         if args.check:
-            current = target.read_text(encoding="utf-8") if target.is_file() else None
+            current = _current(target)
             if current != text:
                 state = "missing" if current is None else "stale"
                 command = _regenerate_command(args, target)
                 raise UserError(f"{target} is {state}: regenerate it with `{command}`", 1)
             print(f"{target} is up to date", file=sys.stderr)
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
+            _write_text(target, text)
             print(f"wrote {target}", file=sys.stderr)
     if args.plot or args.html:
         _write_figures(args, registry, table, published)
@@ -135,7 +160,12 @@ def _write_figures(args: argparse.Namespace, registry, table, published) -> None
         table = table[table["protocol"] == args.protocol]
     titles = _titles(registry)
     if args.plot:
-        written = write_plots(table, args.plot, titles)
+        try:
+            written = write_plots(table, args.plot, titles)
+        except OSError as exc:
+            raise UserError(
+                f"cannot write plots to {args.plot} ({exc.strerror})", EXIT_ENVIRONMENT
+            ) from exc
         print(f"wrote {len(written)} plots to {args.plot}", file=sys.stderr)
     if args.html:
         from benchmark.leaderboard import reference_note, sections
@@ -147,8 +177,7 @@ def _write_figures(args: argparse.Namespace, registry, table, published) -> None
             [(plot.title, plot.png()) for plot in plots(table, titles)],
             notes=[f"Results: {args.results}", *([note] if note else [])],
         )
-        args.html.parent.mkdir(parents=True, exist_ok=True)
-        args.html.write_text(html, encoding="utf-8")
+        _write_text(args.html, html)
         print(f"wrote {args.html}", file=sys.stderr)
 
 

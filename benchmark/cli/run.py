@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from benchmark.cli.command import Command
-from benchmark.cli.options import count, csv_list, ints, positive_ints, registry_for
+from benchmark.cli.options import count, csv_list, positive_ints, registry_for, seeds
 from benchmark.errors import EXIT_CELLS_FAILED, EXIT_OK, UserError
 from benchmark.request import DEFAULT_RESULTS
 
@@ -46,7 +46,9 @@ def configure(run: argparse.ArgumentParser) -> None:
         "datasets run",
     )
     run.add_argument("--shots", type=positive_ints, help="e.g. 1,2,4,8,16 (default: per protocol)")
-    run.add_argument("--seeds", type=ints, help="default: 1 on the mini world, else 1,2,3")
+    run.add_argument(
+        "--seeds", type=seeds, help="0 to 2147483647 (default: 1 on the mini world, else 1,2,3)"
+    )
     run.add_argument(
         "--backbone", help="open_clip model name (default: ViT-B-16; mini world: its own tiny CLIP)"
     )
