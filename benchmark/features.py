@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from benchmark.backbone import Backbone
 from benchmark.datasets.spec import REFERENCE_AUGMENTATION, Augmentation, Sample
-from benchmark.errors import DataError
+from benchmark.errors import EXIT_ENVIRONMENT, DataError, UserError, first_line
 from benchmark.views import TEST_VIEW, render, transform_id
 
 BATCH_SIZE = 64
@@ -254,15 +254,24 @@ class FeatureCache:
         self.encoding_seconds += time.perf_counter() - start
 
     def _write_shard(self, slot: Slot, keys: list[str], features: torch.Tensor) -> None:
+        """Write a shard atomically; a cache that cannot be written (a full disk, a file in
+        the way) is a one-line environment error, leaving no partial shard."""
         folder = self._folder(slot)
-        folder.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
         meta = dict(self._meta(slot), keys=json.dumps(keys), checksum=_checksum(features))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".shard-", suffix=".tmp")
-        os.close(fd)
+        tmp = None
         try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".shard-", suffix=".tmp")
+            os.close(fd)
             save_file({"features": features.contiguous()}, tmp, metadata=meta)
             os.replace(tmp, folder / f"{name}.safetensors")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        except OSError as exc:
+            raise UserError(
+                f"cannot write the feature cache in {self.folder.parent.parent} "
+                f"({exc.strerror or first_line(exc)})",
+                EXIT_ENVIRONMENT,
+            ) from exc
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)

@@ -194,11 +194,18 @@ class Runner:
         """The fingerprint of every dataset that the cells of (protocol, dataset, shots) read,
         after checking that none of their splits is empty; once per (protocol, dataset,
         shots), from the first seed's plan (which splits a protocol reads, and whether they
-        are empty, does not depend on the seed)."""
+        are empty, does not depend on the seed). A plan that raises (a broken third-party
+        protocol or reader) is left to fail its cells when they run, as a failed cell."""
         key = (protocol_name, dataset, shots)
         if key not in self._inputs:
             protocol = self.registry.protocols.get(protocol_name)
-            plan = protocol.plan(dataset, shots, self.request.seeds[0], self.catalog)
+            try:
+                plan = protocol.plan(dataset, shots, self.request.seeds[0], self.catalog)
+            except UserError:
+                raise
+            except Exception as exc:  # a broken protocol or reader: its cells will fail
+                self._inputs[key] = {"unplanned": f"{type(exc).__name__}: {first_line(exc)}"}
+                return self._inputs[key]
             check_not_empty(plan, protocol_name)
             read = {plan.train.dataset, *(split.eval_dataset for split in plan.evals)}
             self._inputs[key] = {name: self.catalog.fingerprint(name) for name in sorted(read)}
