@@ -336,7 +336,14 @@ class _Loaded:
     plugins: list[tuple[object, Provider]] = field(default_factory=list)
     broken: list[BrokenPlugin] = field(default_factory=list)
 
-    def skip(self, plugin: object | None, provider: Provider, reason: str, names=None) -> None:
+    def skip(
+        self,
+        plugin: object | None,
+        provider: Provider,
+        reason: str,
+        names: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        """Leave a broken plugin out: unregistered, and recorded with why."""
         if plugin is not None and self.manager.is_registered(plugin):
             self.manager.unregister(plugin)
         self.plugins = [(p, v) for p, v in self.plugins if p is not plugin]
@@ -396,10 +403,11 @@ def _check_hooks(pm: pluggy.PluginManager, plugin: object) -> None:
     """Refuse a hook implementation that names no hook of the suite (a misspelt hook)."""
     for caller in pm.get_hookcallers(plugin) or []:
         if not caller.has_spec():
+            hooks = sorted(n for n, c in vars(pm.hook).items() if c.has_spec())
             raise pluggy.PluginValidationError(
                 plugin,
                 f"unknown hook {caller.name!r} in plugin {pm.get_name(plugin)!r}; the hooks "
-                f"are {', '.join(name for name, _ in HOOKS)}, on_result",
+                f"are {', '.join(hooks)}",
             )
 
 

@@ -174,10 +174,12 @@ class ResultStore:
         if not path.is_file():
             return False
         try:
-            if schema_problem(pq.read_schema(path)):
+            schema = pq.read_schema(path)
+            schema_version(schema)
+            if columns_problem(schema):
                 return False
             status = pq.read_table(path, columns=["status"]).column("status").to_pylist()
-        except (pa.ArrowException, OSError):
+        except (pa.ArrowException, OSError, ValueError):
             return False  # not a complete results file (copied in half?): the run is redone
         return bool(status) and all(s == "ok" for s in status)
 
@@ -209,23 +211,21 @@ def _kind(kind: pa.DataType) -> str:
     return str(kind)
 
 
-def schema_problem(schema: pa.Schema) -> str | None:
-    """What keeps a Parquet schema from being read as results of this version, or None.
-
-    Every column must be there with a value of its kind (a number, text, a timestamp; a
-    column of nulls fits any), and the schema version must be a number this version reads.
-    """
+def schema_version(schema: pa.Schema) -> int:
+    """The results schema version a file declares (0 when it declares none); ValueError
+    when it is not a number."""
     raw = (schema.metadata or {}).get(b"vlprompt_bench_schema_version", b"0")
     text = raw.decode("utf-8", "replace")
     try:
-        version = int(text)
+        return int(text)
     except ValueError:
-        return f"its schema version {text[:40]!r} is not a number"
-    if version > SCHEMA_VERSION:
-        return (
-            f"it was written by a newer version of the suite (results schema {version}, "
-            f"this version reads up to {SCHEMA_VERSION}); upgrade to read it"
-        )
+        raise ValueError(f"its schema version {text[:40]!r} is not a number") from None
+
+
+def columns_problem(schema: pa.Schema) -> str | None:
+    """What keeps a Parquet schema's columns from being read as results, or None: every
+    column must be there with a value of its kind (a number, text, a timestamp; a column of
+    nulls fits any)."""
     missing = [c for c in COLUMNS if c not in schema.names]
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
@@ -254,7 +254,17 @@ def read_results_file(path: Path) -> pa.Table:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise refused(first_line(exc)) from exc
-    problem = schema_problem(table.schema)
+    try:
+        version = schema_version(table.schema)
+    except ValueError as exc:
+        raise refused(str(exc)) from None
+    if version > SCHEMA_VERSION:
+        raise UserError(
+            f"{path} was written by a newer version of the suite (results schema {version}, "
+            f"this version reads up to {SCHEMA_VERSION}); upgrade to read it",
+            EXIT_ENVIRONMENT,
+        )
+    problem = columns_problem(table.schema)
     if problem:
         raise refused(problem)
     try:
