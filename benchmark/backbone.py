@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 
 import torch
 from torch import nn
@@ -39,13 +41,48 @@ class BackboneSpec:
             return f"file:{Path(self.checkpoint).name}"
         return self.pretrained or "random-init"
 
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the weights by content: the model name with the pretrained tag, or with
+        the sha256 of the checkpoint file (:func:`file_digest`). Run identities and the
+        feature cache key on it, so other weights behind the same file name never share
+        results or features."""
+        if self.checkpoint is not None:
+            identity = f"{self.name}|file|{file_digest(Path(self.checkpoint))}"
+        else:
+            identity = f"{self.name}|{self.pretrained or 'random-init'}"
+        return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+#: sha256 of weights files by (real path, size, modification time in ns).
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
 
 def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """The sha256 of a weights file, computed once per file in a process: cached by its real
+    path, size and modification time, so a replaced file is read again."""
+    try:
+        stat = os.stat(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"checkpoint file not found: {path}", EXIT_ENVIRONMENT) from exc
+    if not S_ISREG(stat.st_mode):
+        raise UserError(
+            f"checkpoint {path} is not a regular file (a folder, named pipe or device)",
+            EXIT_ENVIRONMENT,
+        )
+    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as exc:
+            raise UserError(
+                f"cannot read checkpoint {path} ({exc.strerror})", EXIT_ENVIRONMENT
+            ) from exc
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
 
 
 def _text_tower(model: nn.Module) -> nn.Module:
@@ -63,8 +100,8 @@ def _text_tower(model: nn.Module) -> nn.Module:
 class Backbone:
     """A frozen open_clip model on one device.
 
-    ``fingerprint`` identifies the weights (model name + tag, or the checkpoint's sha256):
-    the feature cache keys on it, so different weights never share features.
+    ``fingerprint`` identifies the weights (:attr:`BackboneSpec.fingerprint`): the feature
+    cache keys on it, so different weights never share features.
     """
 
     def __init__(self, spec: BackboneSpec, device: str = "cpu") -> None:
@@ -85,11 +122,7 @@ class Backbone:
         if self.device.type == "cuda":
             bf16 = torch.cuda.is_bf16_supported()
             self.autocast_dtype = torch.bfloat16 if bf16 else torch.float16
-        if spec.checkpoint is not None:
-            identity = f"{spec.name}|file|{file_digest(Path(spec.checkpoint))}"
-        else:
-            identity = f"{spec.name}|{spec.pretrained or 'random-init'}"
-        self.fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
+        self.fingerprint = spec.fingerprint
 
     @staticmethod
     def _create(open_clip, spec: BackboneSpec) -> nn.Module:
@@ -102,8 +135,7 @@ class Backbone:
             raise unknown_name("backbone", spec.name, open_clip.list_models())
         if spec.checkpoint is not None:
             path = Path(spec.checkpoint)
-            if not path.is_file():
-                raise UserError(f"checkpoint file not found: {path}", EXIT_ENVIRONMENT)
+            file_digest(path)  # refuses a missing file, a folder or a named pipe
             model = _architecture(open_clip, spec.name)
             _load_checkpoint(model, path)
             return model
@@ -182,6 +214,16 @@ def _load_checkpoint(model: nn.Module, path: Path) -> None:
         state = state["state_dict"]
     if not isinstance(state, dict) or not state:
         raise UserError(f"{path} holds no state dict of weights", EXIT_ENVIRONMENT)
+    for key, value in state.items():
+        if not isinstance(key, str):
+            found = f"key {key!r} ({type(key).__name__}) is not a parameter name"
+        elif not isinstance(value, torch.Tensor):
+            found = f"{key!r} holds a {type(value).__name__}, not a tensor"
+        else:
+            continue
+        raise UserError(
+            f"{path}: {found}; a checkpoint maps parameter names to tensors", EXIT_ENVIRONMENT
+        )
     state = {k.removeprefix("module."): v for k, v in state.items()}
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
@@ -194,5 +236,14 @@ def _load_checkpoint(model: nn.Module, path: Path) -> None:
         )
         raise UserError(
             f"{path} is not a checkpoint of this CLIP architecture: {detail}", EXIT_ENVIRONMENT
+        )
+    non_finite = [
+        k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+    if non_finite:
+        raise UserError(
+            f"{path}: {len(non_finite)} weight tensor(s) hold NaN or infinite values (e.g. "
+            f"{non_finite[0]}); the checkpoint is damaged",
+            EXIT_ENVIRONMENT,
         )
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})

@@ -11,6 +11,8 @@ EXIT_CELLS_FAILED = 1
 EXIT_USAGE = 2
 EXIT_DATA = 3
 EXIT_ENVIRONMENT = 4
+#: Output to a closed pipe (``... | head``): the shell's code for a process ended by SIGPIPE.
+EXIT_BROKEN_PIPE = 141
 
 
 MAX_LISTED = 40

@@ -17,8 +17,10 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from stat import S_ISREG
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -29,17 +31,24 @@ from tqdm.auto import tqdm
 
 from benchmark.backbone import Backbone
 from benchmark.datasets.spec import REFERENCE_AUGMENTATION, Augmentation, Sample
-from benchmark.errors import DataError
+from benchmark.errors import EXIT_ENVIRONMENT, DataError, UserError, first_line
 from benchmark.views import TEST_VIEW, render, transform_id
 
 BATCH_SIZE = 64
 
 
 def image_key(path: str) -> str:
+    """The cache key of an image: its absolute path, size and modification time.
+
+    Only regular files are images: a named pipe, a device or a folder listed as an image is
+    refused here, before anything opens it (opening a named pipe waits for a writer forever).
+    """
     try:
         stat = os.stat(path)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise DataError(f"image not found: {path}") from exc
+    if not S_ISREG(stat.st_mode):
+        raise DataError(f"image {path} is not a regular file (a folder, named pipe or device)")
     return f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
@@ -72,8 +81,13 @@ class _Images(Dataset):
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | str]:
         path = self.paths[index]
         try:
-            with Image.open(path) as image:
-                rgb = image.convert("RGB")  # greyscale and palette images become RGB
+            with warnings.catch_warnings():
+                # PIL only warns between its two pixel limits: refuse such images too
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    rgb = image.convert("RGB")  # greyscale and palette images become RGB
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            return index, f"{path}: too many pixels to decode safely ({exc})"
         except (OSError, UnidentifiedImageError) as exc:
             return index, f"{path}: {exc}"
         return index, torch.stack(
@@ -264,15 +278,24 @@ class FeatureCache:
         self.encoding_seconds += time.perf_counter() - start
 
     def _write_shard(self, slot: Slot, keys: list[str], features: torch.Tensor) -> None:
+        """Write a shard atomically; a cache that cannot be written (a full disk, a file in
+        the way) is a one-line environment error, leaving no partial shard."""
         folder = self._folder(slot)
-        folder.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
         meta = dict(self._meta(slot), keys=json.dumps(keys), checksum=_checksum(features))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".shard-", suffix=".tmp")
-        os.close(fd)
+        tmp = None
         try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".shard-", suffix=".tmp")
+            os.close(fd)
             save_file({"features": features.contiguous()}, tmp, metadata=meta)
             os.replace(tmp, folder / f"{name}.safetensors")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        except OSError as exc:
+            raise UserError(
+                f"cannot write the feature cache in {self.folder.parent.parent} "
+                f"({exc.strerror or first_line(exc)})",
+                EXIT_ENVIRONMENT,
+            ) from exc
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)

@@ -5,10 +5,15 @@ settings for the cell (:class:`~benchmark.method.Setting`: protocol, dataset, sh
 backbone, preset and the dataset's template), then the selected variant's changes, then the
 user's ``--set`` overrides, checked field by field. Its run id is the hash of everything that
 decides its result (:func:`identity`), so a finished cell is never run again and a changed one
-is a new cell. Cells that differ only by seed form a group, which the runner trains together.
+is a new cell; that includes the content of its inputs, the fingerprint of every dataset it
+reads (:mod:`benchmark.datasets.fingerprint`) and of the weights, so changed data or weights
+behind an old name give new runs. Cells that differ only by seed form a group, which the
+runner trains together. A cell that would train on an empty split or evaluate one is refused
+here, before anything runs.
 
-Planning reads registered specs only: no dataset file, no weights, no torch beyond importing
-the selected methods. Nothing here writes or runs anything.
+Planning reads the selected datasets' splits (to fingerprint them) and hashes a weights file,
+each once; with ``read_data=False`` it reads nothing and plans cells without a run id (what
+``python -m benchmark config`` shows without the data). Nothing here writes or runs anything.
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmark.config import apply_overrides, config_json, run_id
-from benchmark.errors import UserError
+from benchmark.errors import DataError, UserError, first_line
 from benchmark.method import Method, Setting
-from benchmark.protocol import Catalog
+from benchmark.protocol import Catalog, Plan
 from benchmark.registry import Registry
 from benchmark.request import RunRequest, split_variant
 
@@ -46,10 +51,9 @@ class Cell:
 def method_of(registry: Registry, name: str) -> Method:
     """The method object of ``name`` (``coop`` or ``coop:csc``; the variant is checked)."""
     base, variant = split_variant(name)
-    spec = registry.methods.get(base)
     if variant is not None:
-        spec.variant(variant)
-    return spec.load()
+        registry.methods.get(base).variant(variant)
+    return registry.load_method(base)
 
 
 def resolve_config(
@@ -69,10 +73,18 @@ def resolve_config(
 
 
 def identity(
-    name: str, method: Method, config: Any, setting: Setting, seed: int, weights: str
+    name: str,
+    method: Method,
+    config: Any,
+    setting: Setting,
+    seed: int,
+    pretrained: str,
+    inputs: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Everything that decides a run's result; its hash is the run id."""
+    """Everything that decides a run's result; its hash is the run id. ``inputs``: the
+    fingerprints of the weights and of the data the cell reads."""
     return {
+        **inputs,
         "method": name,
         "method_version": method.version,
         "engine_version": ENGINE_VERSION,
@@ -83,8 +95,25 @@ def identity(
         "shots": setting.shots,
         "seed": seed,
         "backbone": setting.backbone,
-        "pretrained": weights,
+        "pretrained": pretrained,
     }
+
+
+def check_not_empty(plan: Plan, protocol: str) -> None:
+    """Refuse a cell that would train on no images or evaluate a split of none: it could
+    give no valid number (an empty test split would be "done" with no result)."""
+    if not plan.train.samples:
+        raise DataError(
+            f"dataset {plan.train.dataset!r}: its train split, which {protocol} trains on, "
+            "has no images"
+        )
+    for split in plan.evals:
+        if not split.samples:
+            which = "test split" if split.split == "all" else f"test split's {split.split} classes"
+            raise DataError(
+                f"dataset {split.eval_dataset!r}: its {which}, which {protocol} evaluates, "
+                "has no images"
+            )
 
 
 def check_overrides(request: RunRequest) -> None:
@@ -98,9 +127,44 @@ def check_overrides(request: RunRequest) -> None:
             )
 
 
-def plan(registry: Registry, request: RunRequest, catalog: Catalog) -> list[list[Cell]]:
-    """The groups of cells of ``request`` (cells differing only by seed share a group)."""
+class Inputs:
+    """The fingerprints of what the cells read, each computed once: the weights, and the
+    datasets that the cells of one (protocol, dataset, shots) read, after checking that none
+    of their splits is empty. Which splits a protocol reads, and whether they are empty,
+    does not depend on the seed: the first seed's plan stands for all. A plan that raises
+    with something else than a user error (a broken third-party protocol or reader) is left
+    to fail its cells when they run."""
+
+    def __init__(self, registry: Registry, request: RunRequest, catalog: Catalog) -> None:
+        self.registry, self.request, self.catalog = registry, request, catalog
+        self._data: dict[tuple[str, str, int], dict[str, str]] = {}
+
+    def of(self, protocol: str, dataset: str, shots: int) -> dict[str, Any]:
+        key = (protocol, dataset, shots)
+        if key not in self._data:
+            self._data[key] = self._read(protocol, dataset, shots)
+        return {"weights": self.request.backbone.fingerprint, "data": self._data[key]}
+
+    def _read(self, protocol_name: str, dataset: str, shots: int) -> dict[str, str]:
+        protocol = self.registry.protocols.get(protocol_name)
+        try:
+            plan = protocol.plan(dataset, shots, self.request.seeds[0], self.catalog)
+        except UserError:
+            raise
+        except Exception as exc:  # a broken protocol or reader: its cells will fail
+            return {"unplanned": f"{type(exc).__name__}: {first_line(exc)}"}
+        check_not_empty(plan, protocol_name)
+        read = {plan.train.dataset, *(split.eval_dataset for split in plan.evals)}
+        return {name: self.catalog.fingerprint(name) for name in sorted(read)}
+
+
+def plan(
+    registry: Registry, request: RunRequest, catalog: Catalog, read_data: bool = True
+) -> list[list[Cell]]:
+    """The groups of cells of ``request`` (cells differing only by seed share a group); with
+    ``read_data`` false, without run ids (empty)."""
     check_overrides(request)
+    inputs = Inputs(registry, request, catalog)
     groups = []
     for protocol_name in request.protocols:
         protocol = registry.protocols.get(protocol_name)
@@ -109,7 +173,7 @@ def plan(registry: Registry, request: RunRequest, catalog: Catalog) -> list[list
             method = method_of(registry, name)
             for dataset in datasets:
                 template = catalog.spec(dataset).template
-                for shots in request.shots or protocol.default_shots:
+                for shots in dict.fromkeys(request.shots or protocol.default_shots):
                     setting = Setting(
                         protocol_name,
                         dataset,
@@ -119,19 +183,14 @@ def plan(registry: Registry, request: RunRequest, catalog: Catalog) -> list[list
                         template,
                     )
                     config = resolve_config(registry, name, setting, request.overrides)
-                    weights = request.backbone.weights
-                    groups.append(
-                        [
-                            Cell(
-                                name,
-                                protocol_name,
-                                dataset,
-                                shots,
-                                seed,
-                                config,
-                                run_id(identity(name, method, config, setting, seed, weights)),
-                            )
-                            for seed in request.seeds
-                        ]
-                    )
+                    read = inputs.of(protocol_name, dataset, shots) if read_data else None
+                    group = []
+                    for seed in dict.fromkeys(request.seeds):  # each seed once
+                        run = ""
+                        if read is not None:
+                            pretrained = request.backbone.weights
+                            key = identity(name, method, config, setting, seed, pretrained, read)
+                            run = run_id(key)
+                        group.append(Cell(name, protocol_name, dataset, shots, seed, config, run))
+                    groups.append(group)
     return groups

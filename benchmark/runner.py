@@ -3,8 +3,8 @@ trains seeds together, evaluates, and writes one result file per run.
 
 Cells that differ only by seed form a group and train in one call of the method. A group
 that raises is recorded as failed, one row per run with the error, and the other groups go
-on; the next run retries failed cells (``retries`` retries them in
-the same run).
+on; the next run retries failed cells (``retries`` retries them in the same run). Cells that
+another live runner has claimed are left to it and reported as held.
 
 Where the groups run is an executor's choice: one after the other in this process
 (:class:`LocalExecutor`), or as Ray tasks (:mod:`benchmark.ray_executor`). Planning, claims
@@ -32,8 +32,8 @@ from benchmark import __version__, planner
 from benchmark.catalog import DatasetCatalog
 from benchmark.config import config_json
 from benchmark.datasets.spec import REFERENCE_AUGMENTATION, Augmentation, DataContext, Sample
-from benchmark.errors import UserError
-from benchmark.planner import Cell, method_of
+from benchmark.errors import UserError, first_line
+from benchmark.planner import Cell, check_not_empty, method_of
 from benchmark.protocol import Plan
 from benchmark.registry import Registry
 from benchmark.request import RunRequest, split_variant
@@ -49,10 +49,14 @@ FeatureRequest = tuple[tuple[int, ...], Augmentation, int]
 
 @dataclass
 class Summary:
+    """What a run did: cells planned, skipped (done before), run, failed, and ``held``: left
+    to another runner whose live claim holds them (each with that runner's description)."""
+
     planned: int = 0
     skipped: int = 0
     succeeded: int = 0
     failed: list[tuple[Cell, str]] = field(default_factory=list)
+    held: list[tuple[Cell, str]] = field(default_factory=list)
     rows: int = 0
 
 
@@ -150,6 +154,10 @@ class Runner:
                 queue.finish(group)
         finally:
             queue.release_all()
+        # Cells another runner finished meanwhile are done, not held.
+        finished = [cell for cell, _ in summary.held if self.store.is_done(cell.run_id)]
+        summary.skipped += len(finished)
+        summary.held = [(cell, who) for cell, who in summary.held if cell not in finished]
         return summary
 
     def execute(self, group: list[Cell]) -> Outcome:
@@ -183,15 +191,22 @@ class Runner:
         the method reads (``Method.training_views``), made by the training data's
         augmentation with the draws of the run's seed.
         """
+        return self._feature_needs(group, self._plans(group))
+
+    def _plans(self, group: list[Cell]) -> list[Plan]:
+        protocol = self.registry.protocols.get(group[0].protocol)
+        return [protocol.plan(c.dataset, c.shots, c.seed, self.catalog) for c in group]
+
+    def _feature_needs(
+        self, group: list[Cell], plans: list[Plan]
+    ) -> dict[str, dict[FeatureRequest, list[Sample]]]:
         from benchmark.views import TEST_VIEW
 
         head = group[0]
-        protocol = self.registry.protocols.get(head.protocol)
         training = tuple(self._method(head.method).training_views(head.config))
         test = ((TEST_VIEW,), REFERENCE_AUGMENTATION, 0)
         needs: dict[str, dict[FeatureRequest, list[Sample]]] = {}
-        for cell in group:
-            plan = protocol.plan(cell.dataset, cell.shots, cell.seed, self.catalog)
+        for cell, plan in zip(group, plans, strict=True):
             train = needs.setdefault(cell.dataset, {})
             train.setdefault(test, []).extend((*plan.train.samples, *plan.train.val))
             if training:
@@ -204,20 +219,25 @@ class Runner:
     def _announce(self, rows: list[dict[str, Any]]) -> None:
         try:
             self.registry.plugin_manager.hook.on_result(rows=rows)
-        except Exception as exc:
-            self.progress(f"  warning: an on_result hook failed: {type(exc).__name__}: {exc}")
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit included: a plugin never ends the run
+            self.progress(
+                f"  warning: an on_result hook failed: {type(exc).__name__}: {first_line(exc)}"
+            )
 
     def _run_group(self, group: list[Cell]) -> list[list[dict[str, Any]]]:
         head = group[0]
-        protocol = self.registry.protocols.get(head.protocol)
         method = self._method(head.method)
-        plans = [protocol.plan(c.dataset, c.shots, c.seed, self.catalog) for c in group]
+        plans = self._plans(group)
         for plan in plans:
-            if not plan.train.samples:
-                raise UserError(
-                    f"dataset {head.dataset!r} has no training images for {head.protocol}"
-                )
+            check_not_empty(plan, head.protocol)
         engine = self.engine
+        # Every image the group reads is read before it trains: an unreadable image is a
+        # data error before any training, not a failed cell after it.
+        for requests in self._feature_needs(group, plans).values():
+            for (views, augmentation, seed), samples in requests.items():
+                engine.features.ensure(samples, views, augmentation, seed)
         # Runs train together only when their training sets have the same size.
         by_size: dict[int, list[int]] = {}
         for i, plan in enumerate(plans):
@@ -257,8 +277,6 @@ class Runner:
         measured: list[tuple[str, str, str, float, int]] = []
         accuracy: dict[tuple[str, str], float] = {}
         for split in plan.evals:
-            if not split.samples:
-                continue
             acc = self._accuracy(classifier, split)
             if acc is None:
                 continue  # this method cannot score these classes: no row, not a wrong one
@@ -356,9 +374,9 @@ def _label(group: list[Cell]) -> str:
 class WorkQueue:
     """The groups an executor runs, each claimed when the executor takes it.
 
-    Taking a group claims its cells; cells another runner holds, or finished since the plan
-    was made, are left out. A failed group comes back, first in line, while it has retries
-    left (``RunRequest.retries``).
+    Taking a group claims its cells; cells another runner holds (reported as held), or
+    finished since the plan was made (skipped), are left out. A failed group comes back,
+    first in line, while it has retries left (``RunRequest.retries``).
     """
 
     def __init__(self, runner: Runner, groups: list[list[Cell]], summary: Summary) -> None:
@@ -382,14 +400,15 @@ class WorkQueue:
             group = self.pending.popleft()
             ours = []
             for cell in group:
-                if not store.claim(cell.run_id):
-                    continue  # another runner is on it
+                if not store.claim(cell.run_id):  # another live runner is on it
+                    self._summary.held.append((cell, store.holder(cell.run_id)))
+                    continue
                 # A cell finished by another runner after our plan was made is not ours.
                 if not self._runner.request.rerun and store.is_done(cell.run_id):
                     store.release(cell.run_id)
+                    self._summary.skipped += 1
                     continue
                 ours.append(cell)
-            self._summary.skipped += len(group) - len(ours)
             self._taken += len(group)
             if ours:
                 self._held[ours[0].run_id] = ours

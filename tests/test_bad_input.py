@@ -4,7 +4,11 @@ no traceback, and the exit code the README documents (2 usage, 3 data, 4 environ
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import signal
+import struct
+import zlib
 
 import pyarrow.parquet as pq
 import pytest
@@ -26,31 +30,18 @@ def tree(tmp_path_factory):
 
 
 def run(tmp_path, *argv, checkpoint=CHECKPOINT, results=None):
-    return main(
-        [
-            "run",
-            "--methods",
-            "zeroshot",
-            "--protocols",
-            "few_shot",
-            "--shots",
-            "1",
-            "--seeds",
-            "1",
-            "--backbone",
-            MODEL_NAME,
-            "--checkpoint",
-            str(checkpoint),
-            "--device",
-            "cpu",
-            "--results",
-            str(results or tmp_path / "results"),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--no-leaderboard",
-            *argv,
-        ]
-    )
+    return main(_argv(tmp_path, *argv, checkpoint=checkpoint, results=results))
+
+
+def _argv(tmp_path, *argv, checkpoint=CHECKPOINT, results=None) -> list[str]:
+    return [
+        "run",
+        *("--methods", "zeroshot", "--protocols", "few_shot", "--shots", "1", "--seeds", "1"),
+        *("--backbone", MODEL_NAME, "--checkpoint", str(checkpoint), "--device", "cpu"),
+        *("--results", str(results or tmp_path / "results")),
+        *("--cache-dir", str(tmp_path / "cache"), "--no-leaderboard"),
+        *argv,
+    ]
 
 
 def one_line(capsys, code: int, expected_code: int, *fragments: str) -> str:
@@ -110,6 +101,10 @@ def split_file(folder, entries: dict) -> str:
     return str(path)
 
 
+def _no_results(results) -> bool:
+    return not list((results / "runs").glob("*.parquet")) if results.exists() else True
+
+
 def test_missing_split_file_of_a_standard_dataset(tmp_path, capsys):
     (tmp_path / "data" / "dtd" / "images").mkdir(parents=True)
     code = run(tmp_path, "--data-root", str(tmp_path / "data"), "--datasets", "dtd")
@@ -149,6 +144,61 @@ def test_undecodable_image(tmp_path, capsys):
     one_line(capsys, code, EXIT_DATA, "cannot read image", "test_0.png")
 
 
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels in a few dozen bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    rows = zlib.compress(b"\0" * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    ("side", "fragment"), [(30_000, "decompression bomb"), (10_000, "decompression bomb")]
+)
+def test_decompression_bomb_is_a_data_error_before_training(tmp_path, capsys, tree, side, fragment):
+    # 900M pixels is past PIL's error limit; 100M pixels only past its warning limit
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / "bomb.png").write_bytes(_png_header(side, side))
+    entries = {
+        "train": [[str(tree / "train/red_square/train_0.png"), 0, "red_square"]],
+        "val": [],
+        "test": [["bomb.png", 0, "red_square"]],
+    }
+    code = run(tmp_path, "--dataset", f"mine={split_file(folder, entries)}", results=tmp_path / "r")
+    one_line(capsys, code, EXIT_DATA, "bomb.png", fragment)
+    assert _no_results(tmp_path / "r")
+
+
+def test_a_named_pipe_listed_as_an_image_is_refused(tmp_path, capsys, tree):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.png")
+    entries = {
+        "train": [[str(tree / "train/red_square/train_0.png"), 0, "red_square"]],
+        "val": [],
+        "test": [["pipe.png", 0, "red_square"]],
+    }
+
+    def hung(signum, frame):
+        raise TimeoutError("the run hung on the named pipe")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        code = run(tmp_path, "--dataset", f"mine={split_file(folder, entries)}")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    one_line(capsys, code, EXIT_DATA, "pipe.png", "not a regular file")
+
+
 def test_dataset_with_no_images(tmp_path, capsys):
     empty = {"train": [], "val": [], "test": []}
     code = run(tmp_path, "--dataset", f"mine={split_file(tmp_path / 's', empty)}")
@@ -158,7 +208,33 @@ def test_dataset_with_no_images(tmp_path, capsys):
 def test_dataset_with_no_training_images_for_a_training_protocol(tmp_path, capsys):
     test_only = write_imagefolder(tmp_path / "t", CLASSES, (0, 0, 1))
     code = run(tmp_path, "--dataset", f"mine={test_only}")
-    one_line(capsys, code, EXIT_USAGE, "no training images")
+    one_line(capsys, code, EXIT_DATA, "dataset 'mine'", "train split", "has no images")
+
+
+def test_empty_test_split_is_refused_before_any_work(tmp_path, capsys, tree):
+    # "good" alone would run; "empty" has training images but no test image
+    train = [[str(tree / "train/red_square/train_0.png"), 0, "red_square"]]
+    empty = split_file(tmp_path / "s", {"train": train, "val": [], "test": []})
+    argv = ["--dataset", f"good={tree}", "--dataset", f"empty={empty}"]
+    code = run(tmp_path, *argv)
+    one_line(capsys, code, EXIT_DATA, "dataset 'empty'", "test split", "has no images")
+    assert _no_results(tmp_path / "results")  # not even the valid dataset ran
+
+
+def test_base_to_new_without_new_classes_is_refused(tmp_path, capsys):
+    one_class = write_imagefolder(tmp_path / "one", CLASSES[:1], (1, 0, 1))
+    code = run(tmp_path, "--dataset", f"one={one_class}", "--protocols", "base_to_new")
+    one_line(capsys, code, EXIT_DATA, "dataset 'one'", "test split's new classes")
+    assert _no_results(tmp_path / "results")
+
+
+def test_cross_dataset_target_without_test_images_is_refused(tmp_path, capsys, tree):
+    train = [[str(tree / "train/red_square/train_0.png"), 0, "red_square"]]
+    empty = split_file(tmp_path / "s", {"train": train, "val": [], "test": []})
+    argv = ["--dataset", f"source={tree}", "--dataset", f"target={empty}"]
+    code = run(tmp_path, *argv, "--protocols", "cross_dataset")
+    one_line(capsys, code, EXIT_DATA, "dataset 'target'", "cross_dataset evaluates")
+    assert _no_results(tmp_path / "results")
 
 
 # -- environment -----------------------------------------------------------------------------
@@ -177,6 +253,41 @@ def test_checkpoint_that_is_not_a_weights_file(tmp_path, capsys, tree, suffix):
     junk.write_text("these are not weights")
     code = run(tmp_path, "--dataset", f"shapes={tree}", checkpoint=junk)
     one_line(capsys, code, EXIT_ENVIRONMENT, "is not a readable weights file")
+
+
+def _tiny_weights() -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(CHECKPOINT))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_checkpoint_with_non_finite_weights(tmp_path, capsys, tree, bad):
+    weights = _tiny_weights()
+    key = sorted(weights)[3]
+    weights[key] = weights[key].clone()
+    weights[key].view(-1)[0] = bad
+    broken = tmp_path / "broken.safetensors"
+    save_file(weights, str(broken))
+    code = run(tmp_path, "--dataset", f"shapes={tree}", checkpoint=broken)
+    one_line(capsys, code, EXIT_ENVIRONMENT, str(broken), "NaN or infinite", key)
+
+
+@pytest.mark.parametrize(
+    ("state", "fragment"),
+    [
+        ({"visual.proj": 1.5}, "'visual.proj' holds a float, not a tensor"),
+        ({"visual.proj": "weights"}, "holds a str, not a tensor"),
+        ({"visual.proj": [1.0, 2.0]}, "holds a list, not a tensor"),
+        ({"state_dict": {"visual.proj": {"w": torch.zeros(2)}}}, "holds a dict, not a tensor"),
+        ({1: torch.zeros(2)}, "key 1 (int) is not a parameter name"),
+    ],
+)
+def test_torch_checkpoint_whose_values_are_not_tensors(tmp_path, capsys, tree, state, fragment):
+    path = tmp_path / "odd.pt"
+    torch.save(state, path)
+    code = run(tmp_path, "--dataset", f"shapes={tree}", checkpoint=path)
+    one_line(capsys, code, EXIT_ENVIRONMENT, str(path), fragment)
 
 
 class _Payload:
@@ -206,6 +317,18 @@ def test_unwritable_results_directory(tmp_path, capsys, tree):
     one_line(capsys, code, EXIT_ENVIRONMENT, "is not writable")
 
 
+def test_a_foreign_results_file_fails_the_leaderboard_step_after_a_run(tmp_path, capsys, tree):
+    import pyarrow as pa
+
+    runs = tmp_path / "results" / "runs"
+    runs.mkdir(parents=True)
+    pq.write_table(pa.table({"accuracy": ["high"]}), runs / "foreign.parquet")
+    argv = [a for a in _argv(tmp_path, "--dataset", f"shapes={tree}") if a != "--no-leaderboard"]
+    code = main(argv)
+    one_line(capsys, code, EXIT_ENVIRONMENT, str(runs / "foreign.parquet"), "lacks columns")
+    assert len(list(runs.glob("*.parquet"))) == 2  # the run's own result is written and kept
+
+
 def test_results_from_a_newer_schema_and_unreadable_results(tmp_path, capsys, tree):
     assert run(tmp_path, "--dataset", f"shapes={tree}") == 0
     capsys.readouterr()
@@ -221,3 +344,31 @@ def test_results_from_a_newer_schema_and_unreadable_results(tmp_path, capsys, tr
     # `run` does not count the damaged run as done: it runs it again and replaces the file
     assert run(tmp_path, "--dataset", f"shapes={tree}") == 0
     assert main(["leaderboard", "--results", str(tmp_path / "results")]) == 0
+
+
+def test_a_cell_held_by_another_live_runner_is_not_reported_as_done(tmp_path, capsys, tree):
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from benchmark.results import claim_owner
+
+    assert run(tmp_path, "--dataset", f"shapes={tree}") == 0
+    (done,) = (tmp_path / "results" / "runs").glob("*.parquet")
+    run_id = pd.read_parquet(done).run_id.iloc[0]
+    done.unlink()  # as if the other runner had claimed the cell and not finished it yet
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        claim = tmp_path / "results" / "runs" / ".claims" / f"{run_id}.claim"
+        claim.write_text(json.dumps(claim_owner(other.pid)))
+        capsys.readouterr()
+        code = run(tmp_path, "--dataset", f"shapes={tree}")
+    finally:
+        other.kill()
+        other.wait()
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "0 runs done, 0 skipped" in err and "1 held by another runner" in err
+    assert "held: zeroshot few_shot shapes 1 shots seed 1: claimed by a runner" in err
+    assert f"process {other.pid}" in err and "Traceback" not in err

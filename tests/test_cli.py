@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,52 @@ def test_user_mistakes_get_one_line_and_exit_code(argv, message, capsys, tmp_pat
 def test_leaderboard_without_results_says_so(tmp_path, capsys):
     assert main(["leaderboard", "--results", str(tmp_path)]) == 2
     assert "no results" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--seeds", str(2**63)], "seeds must be whole numbers from 0 to 2147483647"),
+        (["run", "--seeds", "1,-3"], "seeds must be whole numbers from 0 to 2147483647"),
+        (["run", "--seeds", str(2**31)], "seeds must be whole numbers from 0 to 2147483647"),
+        (["run", "--shots", str(2**40)], "shot counts must be whole numbers from 1 to 2147483647"),
+    ],
+)
+def test_numbers_the_results_cannot_hold_are_refused_when_parsed(argv, message, capsys, tmp_path):
+    # an unknown protocol as well: if the number got through, the run stops there, quickly
+    code = main([*argv, "--protocols", "no_such_protocol", "--results", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_repeated_seeds_and_shots_are_one_each():
+    from benchmark.cli.options import positive_ints, seeds
+
+    assert seeds("3,1,3") == [3, 1]
+    assert positive_ints("16,1,16") == [16, 1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["list", "methods"], 141),
+        (["datasets", "check", "--data-root", "{tmp}"], 141),
+        (["leaderboard", "--results", "results/mini"], 141),
+        (["--help"], 0),  # argparse itself drops a help text it cannot write
+    ],
+)
+def test_a_closed_stdout_ends_quietly(argv, code, tmp_path):
+    """`... | head` closes the pipe early: no traceback, the exit code of SIGPIPE."""
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmark", *argv],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.close()  # the reader is gone before anything is written
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == code, err.decode()
+    assert err == b""

@@ -53,7 +53,7 @@ SCRIPT = textwrap.dedent(
         while not (Path({out!r}) / "go").exists():
             time.sleep(0.02)
     summary = Runner(registry, request, progress=lambda m: None).run()
-    print("done", summary.succeeded, summary.skipped, flush=True)
+    print("done", summary.succeeded, summary.skipped, len(summary.held), flush=True)
     """
 )
 
@@ -102,8 +102,9 @@ def test_killed_during_training_then_resumed(tmp_path, toy_root, tiny_checkpoint
         [sys.executable, str(script), "normal"], capture_output=True, text=True, timeout=300
     )
     assert finished.returncode == 0, finished.stderr
-    _, succeeded, skipped = finished.stdout.split()[-3:]
-    assert (int(succeeded), int(skipped)) == (2, 2)  # zero-shot was done before the kill
+    _, succeeded, skipped, held = finished.stdout.split()[-4:]
+    # zero-shot was done before the kill; the killed runner's claims are stale, not held
+    assert (int(succeeded), int(skipped), int(held)) == (2, 2, 0)
     _each_cell_once(tmp_path)
 
 
@@ -126,9 +127,9 @@ def test_two_runners_on_one_results_directory(tmp_path, toy_root, tiny_checkpoin
     (tmp_path / "go").touch()
     outputs = [p.communicate(timeout=300)[0] for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0
-    counts = [tuple(map(int, out.split()[-2:])) for out in outputs]
-    assert all(succeeded + skipped == 4 for succeeded, skipped in counts)
-    assert sum(succeeded for succeeded, _ in counts) == 4  # every cell ran exactly once
+    counts = [tuple(map(int, out.split()[-3:])) for out in outputs]
+    assert all(succeeded + skipped + held == 4 for succeeded, skipped, held in counts)
+    assert sum(succeeded for succeeded, _, _ in counts) == 4  # every cell ran exactly once
     _each_cell_once(tmp_path)
 
 

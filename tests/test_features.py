@@ -151,3 +151,40 @@ def test_training_views_depend_on_the_image_not_on_where_it_lies(tiny_engine, to
     )
     torch.testing.assert_close(here, there)
     assert not torch.allclose(here[0], here[1])  # and each view is its own draw
+
+
+def test_a_cache_that_cannot_be_written_is_an_environment_error(tiny_engine, toy_root, tmp_path):
+    import pytest
+
+    from benchmark.errors import EXIT_ENVIRONMENT, UserError
+
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.raises(UserError) as error:
+        FeatureCache(blocker, tiny_engine.backbone).features(_samples(toy_root))
+    assert error.value.exit_code == EXIT_ENVIRONMENT
+    assert f"cannot write the feature cache in {blocker}" in str(error.value)
+
+
+def test_a_full_disk_while_writing_features_leaves_no_shard(
+    tiny_engine, toy_root, tmp_path, monkeypatch
+):
+    import errno
+    import os
+
+    import pytest
+
+    from benchmark.errors import EXIT_ENVIRONMENT, UserError
+
+    def full(tensors, path, metadata=None):
+        with open(path, "wb") as handle:
+            handle.write(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("benchmark.features.save_file", full)
+    cache = FeatureCache(tmp_path / "c", tiny_engine.backbone)
+    with pytest.raises(UserError) as error:
+        cache.features(_samples(toy_root))
+    assert error.value.exit_code == EXIT_ENVIRONMENT
+    assert "No space left on device" in str(error.value)
+    assert not [p for p in (tmp_path / "c").rglob("*") if p.is_file()]

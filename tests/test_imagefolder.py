@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -123,10 +124,16 @@ def test_parse_option_imagefolder_and_json(tmp_path):
         ("x y=/tmp", "dataset name"),
         ("x=/definitely/not/here", "not a directory"),
         ("x=/definitely/not/here.json", "split file not found"),
+        ("x=/tmp:a {} and a {}", "template 'a {} and a {}' must hold {} exactly once"),
+        ("x=/tmp:a photo of a {", "template 'a photo of a {' must hold {} exactly once"),
+        ("x=/tmp:a photo of a {}}", "must hold {} exactly once"),
+        ("x=/tmp:a photo of a {name}", "must hold {} exactly once"),
+        ("x=/tmp:a photo of a {!r}", "must hold {} exactly once"),
+        ("x=/tmp:a photo of a {{}}", "must hold {} exactly once"),
     ],
 )
 def test_parse_option_errors(option, message):
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(DataError, match=re.escape(message)):
         parse_dataset_option(option)
 
 
@@ -141,3 +148,50 @@ def test_parse_options_rejects_duplicates(tmp_path):
     assert len(parse_dataset_options([f"a={root}", f"b={root}"])) == 2
     with pytest.raises(DataError, match="twice"):
         parse_dataset_options([f"a={root}", f"a={root}"])
+
+
+def test_a_dataset_template_holds_one_placeholder():
+    from benchmark.datasets.spec import DatasetSpec
+
+    def spec(template: str) -> DatasetSpec:
+        return DatasetSpec("d", "w", "target", template, lambda ctx: None)
+
+    assert spec("a {{braced}} photo of a {}.").template == "a {{braced}} photo of a {}."
+    for bad in ("no placeholder", "{} and {}", "{", "}", "{0}", "{:>10}"):
+        with pytest.raises(ValueError, match="exactly once"):
+            spec(bad)
+
+
+def test_imagefolder_fingerprint_follows_the_images(tmp_path):
+    import os
+    import shutil
+
+    root = write_tree(tmp_path / "tree")
+    first = read_imagefolder(root).fingerprint
+    assert first and read_imagefolder(root).fingerprint == first
+    copy = shutil.copytree(root, tmp_path / "copy")  # same names, sizes and times
+    assert read_imagefolder(copy).fingerprint == first
+    image = root / "train" / CLASSES[0] / "img_0.jpg"
+    stat = image.stat()
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # touched
+    touched = read_imagefolder(root).fingerprint
+    assert touched != first
+    image.rename(image.with_name("img_9.jpg"))  # renamed
+    assert read_imagefolder(root).fingerprint not in (first, touched)
+
+
+def test_user_split_file_fingerprint_follows_file_and_images(tmp_path):
+    import os
+
+    split_file = write_user_split(tmp_path)
+    spec = splitfile_spec("foxes", split_file)
+    first = spec.load(CTX).fingerprint
+    assert first and spec.load(CTX).fingerprint == first
+    image = Path(spec.load(CTX).test[0].path)
+    image.write_bytes(image.read_bytes() + b"\0")  # the same name, other bytes
+    second = spec.load(CTX).fingerprint
+    assert second != first
+    stat = split_file.stat()
+    split_file.write_text(split_file.read_text() + " ")
+    os.utime(split_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert spec.load(CTX).fingerprint not in (first, second)

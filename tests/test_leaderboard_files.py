@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from benchmark.cli import main
 from benchmark.results import ResultStore
 from tests.test_leaderboard import golden_df
@@ -73,3 +75,33 @@ def test_plot_and_html(tmp_path: Path, capsys) -> None:
     assert text.count("data:image/png;base64,") == 2
     assert '<tr class="groups">' in text  # base-to-new's two header rows
     assert "## few_shot" in capsys.readouterr().out  # the text leaderboard still printed
+
+
+@pytest.mark.parametrize(
+    ("option", "make", "code", "fragment"),
+    [
+        ("--plot", "file", 2, "--plot {path}: exists and is not a folder"),
+        ("--write", "folder", 2, "--write {path}: is a folder; give a file"),
+        ("--html", "folder", 2, "--html {path}: is a folder; give a file"),
+        ("--check", "folder", 2, "--check {path}: is a folder; give a file"),
+        ("--write", "under a file", 4, "cannot write {path}"),
+        ("--html", "under a file", 4, "cannot write {path}"),
+        ("--plot", "under a file", 4, "cannot write plots to {path}"),
+    ],
+)
+def test_output_paths_of_the_wrong_kind_are_one_line(
+    tmp_path, capsys, option, make, code, fragment
+):
+    results = store(tmp_path / "results", golden_df())
+    path = tmp_path / "out"
+    if make == "file":
+        path.write_text("a file")
+    elif make == "folder":
+        path.mkdir()
+    else:
+        (tmp_path / "blocker").write_text("a file where a folder should be")
+        path = tmp_path / "blocker" / "out"
+    assert main(["leaderboard", "--results", str(results), option, str(path)]) == code
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert fragment.format(path=path) in err

@@ -148,3 +148,88 @@ def test_training_views_keep_the_labels():
         augmentation = registry.datasets.get(name).augmentation
         assert augmentation.flip == (name != "mini_positions")
         assert augmentation.crop_scale[0] >= 0.9
+
+
+#: Two processes asking for the world at once. What is drawn does not matter here, only who
+#: writes and who deletes: the drawing is replaced by a quick one that takes a moment, so
+#: that the two generations overlap.
+GENERATE_AND_READ = """
+import os, sys, time
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+from benchmark.miniworld import generate as g
+
+def draw(out, seed, scale, workers=None):
+    out.mkdir(parents=True)
+    time.sleep(1.0)
+    (out / "world.txt").write_text(str(seed))
+
+g.generate = draw
+root = Path(sys.argv[1])
+print("ready", flush=True)
+while not (root.parent / "go").exists():
+    time.sleep(0.01)
+world = g.ensure_generated(root)
+seen = os.stat(world / "VERSION").st_ino
+time.sleep(1.5)  # still reading while the other process finishes
+assert (world / "world.txt").read_text() == str(g.SEED)
+print("valid", seen, flush=True)
+"""
+
+
+def test_two_processes_generating_at_once_both_get_one_valid_world(tmp_path):
+    script = tmp_path / "generate_and_read.py"
+    script.write_text(GENERATE_AND_READ.format(repo=str(Path(__file__).resolve().parents[1])))
+    root = tmp_path / "cache" / "miniworld"
+    root.parent.mkdir()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(root)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for process in processes:  # both have imported everything: they start together
+        assert process.stdout.readline().strip() == "ready"
+    (tmp_path / "cache" / "go").touch()
+    outputs = [process.communicate(timeout=120) for process in processes]
+    for process, (_, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err
+    inodes = {out.split()[-1] for out, _ in outputs}
+    # both read the same world, and it is still there: neither deleted the other's
+    assert inodes == {str((root / "VERSION").stat().st_ino)}
+    assert sorted(p.name for p in root.parent.iterdir()) == ["go", "miniworld", "miniworld.lock"]
+
+
+def test_what_a_killed_generator_left_is_removed(tmp_path, monkeypatch):
+    def draw(out, seed, scale, workers=None):
+        out.mkdir(parents=True)
+        (out / "world.txt").write_text("drawn")
+
+    monkeypatch.setattr(g, "generate", draw)
+    root = tmp_path / "miniworld"
+    leftover = root.with_name(f"{root.name}.tmp-999999")
+    (leftover / "mini_shapes").mkdir(parents=True)
+    g.ensure_generated(root)
+    assert (root / "world.txt").is_file() and (root / "VERSION").is_file()
+    assert not leftover.exists()
+
+
+def test_a_full_disk_while_generating_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from benchmark.errors import EXIT_ENVIRONMENT, UserError
+
+    def draw(out, seed, scale, workers=None):
+        out.mkdir(parents=True)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out / "a.png"))
+
+    monkeypatch.setattr(g, "generate", draw)
+    with pytest.raises(UserError) as error:
+        g.ensure_generated(tmp_path / "miniworld")
+    assert error.value.exit_code == EXIT_ENVIRONMENT
+    assert "No space left on device" in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["miniworld.lock"]

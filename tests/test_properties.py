@@ -44,12 +44,19 @@ def test_name_lists_round_trip(names):
 
 @FEW
 @given(
-    shots=st.lists(st.integers(1, 10**6), min_size=1, max_size=6),
-    seeds=st.lists(st.integers(-(10**9), 10**9), min_size=1, max_size=6),
+    shots=st.lists(st.integers(1, 2**31 - 1), min_size=1, max_size=6),
+    seeds=st.lists(st.integers(0, 2**31 - 1), min_size=1, max_size=6),
 )
 def test_integer_lists_round_trip(shots, seeds):
     args = parse("--shots", ",".join(map(str, shots)), f"--seeds={','.join(map(str, seeds))}")
-    assert (args.shots, args.seeds) == (shots, seeds)
+    assert (args.shots, args.seeds) == (list(dict.fromkeys(shots)), list(dict.fromkeys(seeds)))
+
+
+@FEW
+@given(seed=st.one_of(st.integers(max_value=-1), st.integers(min_value=2**31)))
+def test_seeds_the_results_cannot_hold_are_usage_errors(seed):
+    with pytest.raises(UserError, match="seeds must be whole numbers from 0 to 2147483647"):
+        parse(f"--seeds={seed}")
 
 
 @FEW
@@ -63,7 +70,8 @@ def test_any_shots_text_parses_or_is_a_one_line_usage_error(text):
         assert "--shots" in str(exc)
         return
     assert args.shots and all(isinstance(k, int) and k >= 1 for k in args.shots)
-    assert args.shots == [int(item.strip()) for item in text.split(",") if item.strip()]
+    given = [int(item.strip()) for item in text.split(",") if item.strip()]
+    assert args.shots == list(dict.fromkeys(given))
 
 
 @FEW
@@ -173,7 +181,7 @@ RELATIVE = st.text(string.ascii_letters + string.digits + "_-", min_size=1, max_
 @st.composite
 def split_files(draw):
     """A valid split file: labels 0..n-1, one class name per label, any split sizes."""
-    names = draw(st.lists(CLASS, min_size=1, max_size=5, unique=True))
+    names = draw(st.lists(CLASS, min_size=1, max_size=5, unique_by=lambda n: n.replace("_", " ")))
     content = {}
     for split in ("train", "val", "test"):
         labels = draw(st.lists(st.integers(0, len(names) - 1), max_size=8))

@@ -252,3 +252,127 @@ def test_protocols_training_on_the_same_data_train_once(toy_plugin, tiny_backbon
     table = pd.read_parquet(tmp_path / "results" / "runs")
     assert set(table.protocol) == {"cross_dataset", "domain_generalization"}
     assert table.groupby("protocol").train_seconds.first().nunique() == 1
+
+
+def test_a_cell_held_by_a_live_runner_is_reported_not_done(toy_registry, tiny_backbone, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from benchmark.results import claim_owner
+
+    request = toy_request(tiny_backbone, tmp_path, methods=["zeroshot"], seeds=[1])
+    runner = Runner(toy_registry, request, progress=lambda m: None)
+    ((cell,),) = runner.plan()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        claim = tmp_path / "results" / "runs" / ".claims" / f"{cell.run_id}.claim"
+        claim.parent.mkdir(parents=True)
+        claim.write_text(json.dumps(claim_owner(other.pid)))
+        summary = runner.run()
+        assert (summary.succeeded, summary.skipped, summary.failed) == (0, 0, [])
+        ((held, holder),) = summary.held
+        assert held.run_id == cell.run_id and f"process {other.pid}" in holder
+    finally:
+        other.kill()
+        other.wait()
+    # its owner is gone: the claim is stale, and the cell runs
+    again = Runner(toy_registry, request, progress=lambda m: None).run()
+    assert (again.succeeded, again.held) == (1, [])
+
+
+class _ExitingListener:
+    @hookimpl
+    def on_result(self, rows):
+        raise SystemExit(0)
+
+
+def test_an_on_result_hook_that_exits_never_ends_the_run(toy_plugin, tiny_backbone, tmp_path):
+    registry = build_registry(autoload=False, extra_plugins=[toy_plugin, _ExitingListener()])
+    request = toy_request(tiny_backbone, tmp_path, methods=["zeroshot"])
+    progress: list[str] = []
+    summary = Runner(registry, request, progress=progress.append).run()
+    assert (summary.succeeded, summary.failed) == (2, [])
+    warnings = [line for line in progress if "on_result hook failed: SystemExit" in line]
+    assert len(warnings) == 2
+
+
+def test_a_seed_or_shot_count_given_twice_is_one_cell(toy_registry, tiny_backbone, tmp_path):
+    request = toy_request(tiny_backbone, tmp_path, methods=["zeroshot"], seeds=[1, 1], shots=[2, 2])
+    summary = Runner(toy_registry, request, progress=lambda m: None).run()
+    assert (summary.planned, summary.succeeded, summary.held) == (1, 1, [])
+
+
+class _BrokenProtocol:
+    """A protocol whose planning raises: its cells fail, the others run."""
+
+    name, summary, default_shots = "broken_protocol", "raises when planning", (2,)
+
+    def training_datasets(self, selected, catalog):
+        return [TOY_DATASET]
+
+    def plan(self, dataset, shots, seed, catalog):
+        raise RuntimeError("no such split")
+
+    def derived(self, accuracy):
+        return []
+
+
+class _BrokenProtocolPlugin:
+    @hookimpl
+    def register_protocols(self, register):
+        register(_BrokenProtocol())
+
+
+def test_a_protocol_that_cannot_plan_fails_its_cells_only(toy_plugin, tiny_backbone, tmp_path):
+    registry = build_registry(autoload=False, extra_plugins=[toy_plugin, _BrokenProtocolPlugin()])
+    request = toy_request(
+        tiny_backbone, tmp_path, methods=["zeroshot"], protocols=["broken_protocol", "few_shot"]
+    )
+    summary = Runner(registry, request, progress=lambda m: None).run()
+    assert summary.succeeded == 2
+    assert [message for _, message in summary.failed] == ["RuntimeError: no such split"] * 2
+
+
+def test_a_weights_digest_is_computed_once_per_file(tmp_path):
+    import os
+
+    from benchmark.backbone import file_digest
+
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"weights one")
+    stat = weights.stat()
+    first = file_digest(weights)
+    # other bytes of the same size and time: the cached digest is what is returned (the
+    # file was not read again); a new modification time makes it read the file again
+    weights.write_bytes(b"weights two")
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert file_digest(weights) == first
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert file_digest(weights) != first
+
+
+def test_each_dataset_is_fingerprinted_once_per_run(
+    toy_registry, tiny_backbone, tmp_path, monkeypatch
+):
+    import benchmark.catalog
+
+    digested: list[str] = []
+    original = benchmark.catalog.dataset_fingerprint
+
+    def counting(spec, splits):
+        digested.append(spec.name)
+        return original(spec, splits)
+
+    monkeypatch.setattr(benchmark.catalog, "dataset_fingerprint", counting)
+    request = toy_request(
+        tiny_backbone,
+        tmp_path,
+        methods=["zeroshot", "coop"],
+        protocols=["few_shot", "cross_dataset", "domain_generalization"],
+        datasets=[TOY_DATASET, "toy_target", "toy_shift"],
+        shots=[1, 2],
+    )
+    groups = Runner(toy_registry, request, progress=lambda m: None).plan()
+    assert len(groups) == 2 * (2 * 2 + 2 + 2)
+    assert sorted(digested) == sorted([TOY_DATASET, "toy_target", "toy_shift"])

@@ -119,3 +119,75 @@ def test_few_shot_seeds_differ_and_val_cap():
 def test_few_shot_rejects_zero_shots():
     with pytest.raises(ValueError, match="at least 1"):
         few_shot([], [], 0, seed=1)
+
+
+# -- what a split file must not hold ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [
+        (  # label 1 is "otter" on one line and "seal" on another
+            {
+                "train": [["a", 0, "sea_lion"], ["b", 1, "otter"]],
+                "val": [],
+                "test": [["c", 1, "seal"]],
+            },
+            ["label 1 has several class names", "'otter'", "'seal'"],
+        ),
+        (  # two labels with the same class name
+            {"train": [["a", 0, "otter"], ["b", 1, "otter"]], "val": [], "test": []},
+            ["class name 'otter' is used by several labels", "[0, 1]"],
+        ),
+        (  # the same once '_' reads as a space
+            {"train": [["a", 0, "sea_lion"], ["b", 1, "sea lion"]], "val": [], "test": []},
+            ["class name 'sea lion' is used by several labels"],
+        ),
+        (
+            {"train": [["a\u0000.jpg", 0, "otter"]], "val": [], "test": []},
+            ["train[0]", "NUL"],
+        ),
+        (
+            {"train": [["a.jpg", 0, "ot\u0000ter"]], "val": [], "test": []},
+            ["train[0]", "NUL"],
+        ),
+    ],
+)
+def test_inconsistent_labels_and_nul_bytes_are_refused(tmp_path, content, fragments):
+    with pytest.raises(DataError) as error:
+        read_split_file(write(tmp_path / "s.json", content), tmp_path)
+    message = str(error.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_one_class_name_spelt_with_underscores_and_spaces_is_one_class(tmp_path):
+    content = {"train": [["a", 0, "sea_lion"]], "val": [["b", 0, "sea lion"]], "test": []}
+    assert read_split_file(write(tmp_path / "s.json", content), tmp_path).classnames == (
+        "sea lion",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"train": [["a", 1' + "0" * 5000 + ', "x"]], "val": [], "test": []}', "not valid JSON"),
+        (b"\xff\xfe{}", "not valid JSON"),
+        (b'{"train": [["a\x00.jpg", 0, "x"]], "val": [], "test": []}', "not valid JSON"),
+    ],
+)
+def test_split_files_that_break_the_json_parser(tmp_path, text, fragment):
+    path = tmp_path / "s.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(DataError, match=fragment):
+        read_split_file(path, tmp_path)
+
+
+def test_the_fingerprint_is_the_split_file_content(tmp_path):
+    path = write(tmp_path / "s.json", GOOD)
+    first = read_split_file(path, tmp_path / "imgs").fingerprint
+    assert first and read_split_file(path, tmp_path / "other").fingerprint == first
+    changed = dict(GOOD, test=GOOD["test"][:1])
+    assert read_split_file(write(path, changed), tmp_path / "imgs").fingerprint != first

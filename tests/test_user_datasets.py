@@ -139,3 +139,51 @@ def test_a_named_preset_is_selected_on_the_command_line(tmp_path, capsys):
     table = pd.read_parquet(tmp_path / "results" / "runs")
     assert table.method.unique().tolist() == ["zeroshot:ensemble"]
     assert json.loads(table.config.iloc[0]) == {"ensemble": True}
+
+
+def _planned(capsys) -> str:
+    return next(line for line in capsys.readouterr().err.splitlines() if "runs planned" in line)
+
+
+def test_changed_data_or_weights_behind_an_old_name_are_new_runs(tmp_path, capsys):
+    import os
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shapes = write_imagefolder(tmp_path / "shapes", SHAPES[:3], per_split=(1, 0, 1))
+    signs = write_coop_split(tmp_path / "signs")
+    weights = tmp_path / "weights.safetensors"
+    shutil.copy(CHECKPOINT, weights)
+    argv = ["--methods", "zeroshot", "--protocols", "few_shot", "--shots", "1", "--seeds", "1"]
+    argv += ["--dataset", f"shapes={shapes}", "--dataset", f"signs={signs}"]
+    argv += ["--backbone", MODEL_NAME, "--checkpoint", str(weights), "--device", "cpu"]
+    argv += ["--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
+
+    def planned() -> str:
+        assert main(["run", *argv, "--no-leaderboard"]) == 0
+        return _planned(capsys)
+
+    assert planned() == "2 runs planned, 0 already done, 2 to run"
+    assert planned() == "2 runs planned, 2 already done, 0 to run"
+    # an image of the ImageFolder replaced by another of the same name
+    image = next((shapes / "test").rglob("*.png"))
+    image.write_bytes(next((shapes / "train").rglob("*.png")).read_bytes())
+    assert planned() == "2 runs planned, 1 already done, 1 to run"
+    # the split file changed (one test image fewer)
+    content = json.loads(signs.read_text())
+    content["test"] = content["test"][1:] + content["test"][:1]
+    signs.write_text(json.dumps(content))
+    assert planned() == "2 runs planned, 1 already done, 1 to run"
+    # other weights behind the same file name
+    state = load_file(str(weights))
+    key = sorted(state)[0]
+    state[key] = state[key] * 0.5
+    save_file(state, str(weights))
+    assert planned() == "2 runs planned, 0 already done, 2 to run"
+    # another template for the same images
+    argv[argv.index(f"shapes={shapes}")] = f"shapes={shapes}:a drawing of a {{}}."
+    assert planned() == "2 runs planned, 1 already done, 1 to run"
+    # touching a file without changing anything leaves the split-file dataset's runs done
+    os.utime(signs)
+    assert planned() == "2 runs planned, 2 already done, 0 to run"

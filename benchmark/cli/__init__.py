@@ -3,19 +3,22 @@
 Each subcommand is a :class:`Command`: its name, its help, a function that declares its
 options on an argparse parser, and a function that runs it. :data:`COMMANDS` lists the modules
 that define them; :func:`build_parser` asks each for its options and :func:`main` dispatches,
-turning every :class:`~benchmark.errors.UserError` into one line on stderr and its exit code.
+turning every :class:`~benchmark.errors.UserError` into one line on stderr and its exit code,
+and output to a closed pipe into a quiet end with the exit code of SIGPIPE.
 Command modules import nothing heavy at module level: ``--help`` stays instant.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from benchmark.cli.command import Command, Parser
-from benchmark.errors import UserError
+from benchmark.errors import EXIT_BROKEN_PIPE, UserError
 
 #: The modules defining the subcommands, in the order ``--help`` lists them.
 COMMANDS = (
@@ -60,11 +63,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit code (the README's table)."""
     try:
-        args = build_parser().parse_args(argv)
-        return args.handler(args)
+        return _dispatch(argv)
+    except BrokenPipeError:
+        # The reader of our output is gone (`... | head`): end quietly, as a tool killed by
+        # SIGPIPE does, and keep the interpreter's last flush from failing again.
+        _discard_output()
+        return EXIT_BROKEN_PIPE
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit:  # --help and --version print, then exit
+            sys.stdout.flush()
+            raise
+        code = args.handler(args)
+        sys.stdout.flush()  # a closed stdout shows here, not at the interpreter's exit
+        return code
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # one line even when the message quotes a name holding a line break
+        message = str(exc).replace("\r", "\\r").replace("\n", "\\n")
+        print(f"error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(
@@ -72,3 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+
+
+def _discard_output() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        # a stream that is no real file (a test's capture) is not flushed at exit anyway
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)

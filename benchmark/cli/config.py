@@ -4,7 +4,9 @@ Shows what ``run`` would use for one (method, protocol, dataset, shots, seed): e
 the method's config with the source of its value (the settings table's citation, a variant,
 ``--set``, or the config's default), the hand-written texts the method uses on that dataset,
 and the run id. The configuration and the run id come from the same planned cell
-(:func:`benchmark.planner.plan`), so they are what ``run`` would record.
+(:func:`benchmark.planner.plan`), so they are what ``run`` would record. The run id includes
+the fingerprint of the data the cell reads: without the data (a standard dataset without
+``--data-root``) the configuration is shown and the run id is not.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from benchmark.cli.command import Command
 from benchmark.cli.options import positive_int, registry_for
 from benchmark.config import PRESETS
-from benchmark.errors import EXIT_OK, UserError
+from benchmark.errors import EXIT_OK, DataError, UserError
 
 EPILOG = """examples:
   python -m benchmark config prograd --protocol few_shot --dataset oxford_pets --shots 16
@@ -45,6 +47,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", help="default: as for run")
     parser.add_argument("--pretrained", help="default: as for run")
     parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--data-root", type=Path, help="where the standard datasets are")
+    parser.add_argument(
+        "--cache-dir", type=Path, help="where the mini world is (default: as for run)"
+    )
     parser.add_argument(
         "--set",
         dest="sets",
@@ -75,6 +81,8 @@ def resolve(args: argparse.Namespace) -> dict:
         backbone=args.backbone,
         pretrained=args.pretrained,
         checkpoint=args.checkpoint,
+        data_root=args.data_root,
+        cache_dir=args.cache_dir,
         preset=args.preset,
         sets=args.sets,
         device="cpu",
@@ -82,8 +90,14 @@ def resolve(args: argparse.Namespace) -> dict:
     )
     if len(request.methods) != 1 or len(request.datasets) != 1:
         raise UserError("config shows one cell: give one method and one dataset, no wildcards")
-    catalog = DatasetCatalog(registry.datasets, DataContext(None, Path()), request.datasets)
-    cells = [cell for group in plan(registry, request, catalog) for cell in group]
+    context = DataContext(request.data_root, request.cache_dir)
+    catalog = DatasetCatalog(registry.datasets, context, request.datasets)
+    try:
+        groups = plan(registry, request, catalog)
+        missing = ""
+    except DataError as exc:  # the data cannot be read: no run id
+        groups, missing = plan(registry, request, catalog, read_data=False), str(exc)
+    cells = [cell for group in groups for cell in group]
     if not cells:
         protocol = registry.protocols.get(args.protocol)
         raise UserError(
@@ -116,7 +130,8 @@ def resolve(args: argparse.Namespace) -> dict:
         "backbone": request.backbone.name,
         "pretrained": request.backbone.weights,
         "dataset_template": spec.template,
-        "run_id": cell.run_id,
+        "run_id": cell.run_id or None,
+        "run_id_missing": missing,
         "config": dataclasses.asdict(cell.config),
         "sources": sources,
         "texts": method.texts(cell.config, setting),
@@ -139,9 +154,10 @@ def render(report: dict) -> str:
     for key, value in report["texts"].items():
         values = value if isinstance(value, list) else [value]
         texts += [(key if i == 0 else "", text) for i, text in enumerate(values)]
+    run = report["run_id"] or f"- (it includes the data's fingerprint: {report['run_id_missing']})"
     return "\n\n".join(
         [
-            f"{head}\nrun id: {report['run_id']}",
+            f"{head}\nrun id: {run}",
             tabulate(rows, headers=("field", "value", "source"), tablefmt="simple"),
             tabulate(texts, headers=("text", "value"), tablefmt="simple"),
         ]

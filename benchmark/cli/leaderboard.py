@@ -11,7 +11,7 @@ from pathlib import Path
 
 from benchmark.cli.command import Command
 from benchmark.cli.options import registry_for
-from benchmark.errors import EXIT_OK, UserError
+from benchmark.errors import EXIT_ENVIRONMENT, EXIT_OK, UserError
 from benchmark.leaderboard.layout import AVERAGE_H, MEAN_OF_H
 from benchmark.request import DEFAULT_RESULTS
 
@@ -153,9 +153,35 @@ def _generated_by(args: argparse.Namespace, target: Path) -> str:
     return {"github": f"<!-- {text} -->", "latex": f"% {text}", "csv": f"# {text}"}[args.format]
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse output paths of the wrong kind before any work."""
+    if args.plot is not None and args.plot.exists() and not args.plot.is_dir():
+        raise UserError(f"--plot {args.plot}: exists and is not a folder; give a folder")
+    for option, path in (("--write", args.write), ("--check", args.check), ("--html", args.html)):
+        if path is not None and path.is_dir():
+            raise UserError(f"{option} {path}: is a folder; give a file")
+
+
+def _write_text(target: Path, text: str) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {target} ({exc.strerror})", EXIT_ENVIRONMENT) from exc
+
+
+def _current(target: Path) -> str | None:
+    """The text of a leaderboard file to check, or None when there is none."""
+    try:
+        return target.read_bytes().decode("utf-8", "replace") if target.is_file() else None
+    except OSError as exc:
+        raise UserError(f"cannot read {target} ({exc.strerror})", EXIT_ENVIRONMENT) from exc
+
+
 def run(args: argparse.Namespace) -> int:
     from benchmark.leaderboard.text import render_board
 
+    _check_outputs(args)
     registry = registry_for(args)
     table, published = results_table(args.results), _published(args.reference)
     found = board_of(table, args.protocol, registry, published, args.average_h)
@@ -166,15 +192,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         text = f"{_generated_by(args, target)}\n\n{text}"
         if args.check:
-            current = target.read_text(encoding="utf-8") if target.is_file() else None
+            current = _current(target)
             if current != text:
                 state = "missing" if current is None else "stale"
                 command = _regenerate_command(args, target)
                 raise UserError(f"{target} is {state}: regenerate it with `{command}`", 1)
             print(f"{target} is up to date", file=sys.stderr)
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
+            _write_text(target, text)
             print(f"wrote {target}", file=sys.stderr)
     if args.plot or args.html:
         _write_figures(args, registry, table, found)
@@ -195,14 +220,17 @@ def _write_figures(args: argparse.Namespace, registry, table, found) -> None:
             average_h=args.average_h,
         )
     if args.plot:
-        written = write_plots(figures, args.plot)
+        try:
+            written = write_plots(figures, args.plot)
+        except OSError as exc:
+            raise UserError(
+                f"cannot write plots to {args.plot} ({exc.strerror})", EXIT_ENVIRONMENT
+            ) from exc
         print(f"wrote {len(written)} plots to {args.plot}", file=sys.stderr)
     if args.html:
         from benchmark.webpage import page
 
-        html = page(found, figures, notes=[f"Results: {args.results}"])
-        args.html.parent.mkdir(parents=True, exist_ok=True)
-        args.html.write_text(html, encoding="utf-8")
+        _write_text(args.html, page(found, figures, notes=[f"Results: {args.results}"]))
         print(f"wrote {args.html}", file=sys.stderr)
 
 

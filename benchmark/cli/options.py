@@ -9,7 +9,12 @@ def csv_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+#: The largest seed or shot count: the results store them as 32-bit integers.
+INT32_MAX = 2**31 - 1
+
+
 def ints(text: str) -> list[int]:
+    """Comma-separated integers, each once, in the order given."""
     try:
         values = [int(item) for item in csv_list(text)]
     except ValueError:
@@ -18,6 +23,15 @@ def ints(text: str) -> list[int]:
         ) from None
     if not values:
         raise argparse.ArgumentTypeError("expected at least one integer")
+    return list(dict.fromkeys(values))
+
+
+def seeds(text: str) -> list[int]:
+    values = ints(text)
+    if any(not 0 <= v <= INT32_MAX for v in values):
+        raise argparse.ArgumentTypeError(
+            f"seeds must be whole numbers from 0 to {INT32_MAX}, got {text!r}"
+        )
     return values
 
 
@@ -35,6 +49,10 @@ def positive_ints(text: str) -> list[int]:
     values = ints(text)
     if any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"shot counts must be at least 1, got {text!r}")
+    if any(v > INT32_MAX for v in values):
+        raise argparse.ArgumentTypeError(
+            f"shot counts must be whole numbers from 1 to {INT32_MAX}, got {text!r}"
+        )
     return values
 
 

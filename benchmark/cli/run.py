@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from benchmark.cli.command import Command
-from benchmark.cli.options import count, csv_list, ints, positive_ints, registry_for
+from benchmark.cli.options import count, csv_list, positive_ints, registry_for, seeds
 from benchmark.config import PRESETS
 from benchmark.errors import EXIT_CELLS_FAILED, EXIT_OK, UserError
 from benchmark.request import DEFAULT_RESULTS
@@ -47,7 +47,9 @@ def configure(run: argparse.ArgumentParser) -> None:
         "datasets run",
     )
     run.add_argument("--shots", type=positive_ints, help="e.g. 1,2,4,8,16 (default: per protocol)")
-    run.add_argument("--seeds", type=ints, help="default: 1 on the mini world, else 1,2,3")
+    run.add_argument(
+        "--seeds", type=seeds, help="0 to 2147483647 (default: 1 on the mini world, else 1,2,3)"
+    )
     run.add_argument(
         "--backbone", help="open_clip model name (default: ViT-B-16; mini world: its own tiny CLIP)"
     )
@@ -151,22 +153,27 @@ def run(args: argparse.Namespace) -> int:
             f"datasets {', '.join(request.datasets)} (cross-dataset and domain generalisation "
             "train on the source dataset of the selected datasets' world)"
         )
+    held = f", {len(summary.held)} held by another runner" if summary.held else ""
     print(
         f"{summary.succeeded} runs done, {summary.skipped} skipped (already in "
-        f"{request.results}), {len(summary.failed)} failed; {summary.rows} rows written",
+        f"{request.results}){held}, {len(summary.failed)} failed; {summary.rows} rows written",
         file=sys.stderr,
     )
     if not args.no_leaderboard and (summary.succeeded or summary.skipped):
         print(leaderboard_text(results_table(request.results), None, "github", registry))
-    if summary.failed:
-        for cell, message in summary.failed:
-            print(
-                f"failed: {cell.method} {cell.protocol} {cell.dataset} {cell.shots} shots "
-                f"seed {cell.seed}: {message}",
-                file=sys.stderr,
-            )
-        return EXIT_CELLS_FAILED
-    return EXIT_OK
+    for cell, holder in summary.held:
+        print(
+            f"held: {_cell(cell)}: claimed by a runner still running ({holder}); run the same "
+            "command when it ends, or delete the claim if that runner is gone",
+            file=sys.stderr,
+        )
+    for cell, message in summary.failed:
+        print(f"failed: {_cell(cell)}: {message}", file=sys.stderr)
+    return EXIT_CELLS_FAILED if summary.failed or summary.held else EXIT_OK
+
+
+def _cell(cell) -> str:
+    return f"{cell.method} {cell.protocol} {cell.dataset} {cell.shots} shots seed {cell.seed}"
 
 
 COMMAND = Command(

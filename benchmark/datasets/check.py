@@ -3,7 +3,7 @@
 For each dataset: whether its folder exists under the data root, its class count and split
 sizes as read, and problems: a reader error (missing split file, missing classnames.txt,
 ...), images the split files name that are absent on disk (checked by listing folders once,
-never by opening an image), label/class-name inconsistencies in split files, and sizes that
+never by opening an image), labels without images or class names used twice, and sizes that
 differ from the expected ones of complete copies (:data:`benchmark.datasets.standard.EXPECTED`).
 """
 
@@ -59,37 +59,6 @@ def absent_paths(paths: Iterable[str]) -> list[str]:
     return absent
 
 
-def _split_file_problems(split_file: Path) -> list[str]:
-    """Labels named by several class names, or class names used by several labels."""
-    try:
-        content = json.loads(split_file.read_text())
-    except (OSError, ValueError):
-        return []  # the reader reports these
-    names: dict[int, set[str]] = defaultdict(set)
-    labels: dict[str, set[int]] = defaultdict(set)
-    for split in ("train", "val", "test"):
-        for entry in content.get(split, []) if isinstance(content, dict) else []:
-            if isinstance(entry, list) and len(entry) == 3:
-                names[entry[1]].add(str(entry[2]))
-                labels[str(entry[2])].add(entry[1])
-    problems = []
-    mixed = {k: v for k, v in names.items() if len(v) > 1}
-    if mixed:
-        label, shown = next(iter(sorted(mixed.items())))
-        problems.append(
-            f"{len(mixed)} label(s) have several class names in {split_file.name}, "
-            f"e.g. label {label}: {sorted(shown)[:3]}"
-        )
-    shared = {k: v for k, v in labels.items() if len(v) > 1}
-    if shared:
-        classname, shown_labels = next(iter(sorted(shared.items())))
-        problems.append(
-            f"{len(shared)} class name(s) are used by several labels in {split_file.name}, "
-            f"e.g. {classname!r}: {sorted(shown_labels)[:3]}"
-        )
-    return problems
-
-
 def _label_problems(splits: Splits) -> list[str]:
     problems = []
     n = len(splits.classnames)
@@ -131,9 +100,6 @@ def check_one(data_root: Path, spec: DatasetSpec) -> DatasetReport:
         return report
     report.classes = len(splits.classnames)
     report.train, report.val, report.test = len(splits.train), len(splits.val), len(splits.test)
-    if spec.world == standard.WORLD and spec.name in standard.SPLIT_FILE_LAYOUTS:
-        split_file = base / standard.SPLIT_FILE_LAYOUTS[spec.name].split_file
-        report.problems.extend(_split_file_problems(split_file))
     report.problems.extend(_label_problems(splits))
     paths = {s.path for split in (splits.train, splits.val, splits.test) for s in split}
     absent = absent_paths(paths)

@@ -10,6 +10,9 @@ Class names are the sorted union of the class folder names of all splits, ``_`` 
 space; the label of a class is its index in that sorted list. Only files with an image
 suffix are read; hidden files and folders are skipped.
 
+A user dataset's fingerprint (part of its runs' identity) covers its images: their paths,
+sizes and modification times, and the split file's bytes for a split-file dataset.
+
 On the command line (``run --dataset``) a dataset is given as ``NAME=PATH`` (an ImageFolder
 directory), ``NAME=SPLIT.json`` (a split file whose image paths are relative to the JSON's
 folder) or ``NAME=SPLIT.json:IMAGEDIR`` (image paths relative to ``IMAGEDIR``), each
@@ -24,7 +27,8 @@ import os
 import re
 from pathlib import Path
 
-from benchmark.datasets.spec import DataContext, DatasetSpec, Sample, Splits
+from benchmark.datasets.fingerprint import image_list_fingerprint
+from benchmark.datasets.spec import DataContext, DatasetSpec, Sample, Splits, template_problem
 from benchmark.datasets.splitfile import read_split_file
 from benchmark.errors import DataError, unknown_name
 from benchmark.hookspecs import hookimpl
@@ -83,7 +87,14 @@ def read_imagefolder(path: Path) -> Splits:
         splits[split] = tuple(samples)
     if not splits["test"]:
         raise DataError(f"{path}/test: no images (suffixes {', '.join(sorted(IMAGE_SUFFIXES))})")
-    return Splits(splits["train"], splits["val"], splits["test"], classnames=names)
+    every = (s.path for split in SPLIT_DIRS for s in splits[split])
+    return Splits(
+        splits["train"],
+        splits["val"],
+        splits["test"],
+        classnames=names,
+        fingerprint=image_list_fingerprint(str(path), every),
+    )
 
 
 def _check_name(name: str) -> None:
@@ -139,7 +150,10 @@ def splitfile_spec(
     def load(ctx: DataContext) -> Splits:
         if not images.is_dir():
             raise DataError(f"dataset {name!r}: image folder not found: {images}")
-        return read_split_file(split_file, images)
+        splits = read_split_file(split_file, images)
+        every = (s.path for split in (splits.train, splits.val, splits.test) for s in split)
+        listed = image_list_fingerprint(str(images), every)
+        return dataclasses.replace(splits, fingerprint=f"{splits.fingerprint}|{listed}")
 
     return DatasetSpec(
         name=name,
@@ -160,9 +174,10 @@ def parse_dataset_option(
 
     A path ending in ``.json`` is a CoOp split file (images relative to its folder, or to
     ``IMAGEDIR``); anything else is an ImageFolder directory. Paths must exist. A last
-    ``:``-separated part that contains ``{}`` is the zero-shot template (it replaces
-    ``template``; it cannot itself contain ``:``). ``NAME@SOURCE=...`` is a domain-shifted
-    version of the dataset ``SOURCE`` (role ``shift``).
+    ``:``-separated part that contains a brace is the zero-shot template (it replaces
+    ``template``; it cannot itself contain ``:``), which must hold ``{}`` exactly once.
+    ``NAME@SOURCE=...`` is a domain-shifted version of the dataset ``SOURCE`` (role
+    ``shift``).
     """
     name, sep, value = text.partition("=")
     name, at, source = name.strip().partition("@")
@@ -171,8 +186,11 @@ def parse_dataset_option(
         _check_name(source)
         role = "shift"
     head, colon, tail = value.rpartition(":")
-    if colon and "{}" in tail:
+    if colon and ("{" in tail or "}" in tail):
         value, template = head.strip(), tail.strip()
+        problem = template_problem(template)
+        if problem:
+            raise DataError(f"dataset option {text!r}: {problem}")
     if not sep or not name or not value:
         raise DataError(
             f"dataset option {text!r}: expected NAME=PATH (an ImageFolder directory), "

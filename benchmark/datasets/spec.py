@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROLES = ("source", "target", "shift")
+
+
+def template_problem(template: str) -> str | None:
+    """What is wrong with a zero-shot template, or None: it must hold ``{}`` (the class
+    name) exactly once and no other replacement field; ``{{`` and ``}}`` are literal braces."""
+    try:
+        fields = [
+            (name, spec, conversion)
+            for _, name, spec, conversion in string.Formatter().parse(template)
+            if name is not None
+        ]
+    except ValueError as exc:
+        fields = [("", str(exc), None)]
+    if fields != [("", "", None)]:
+        return (
+            f"template {template!r} must hold {{}} exactly once (the class name) and no other "
+            "braces; write {{ and }} for literal braces"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -48,12 +68,18 @@ class Sample:
 
 @dataclass(frozen=True)
 class Splits:
-    """The train/val/test splits of a dataset; ``classnames[label]`` names each label."""
+    """The train/val/test splits of a dataset; ``classnames[label]`` names each label.
+
+    ``fingerprint`` is a digest of what the reader read (a split file's bytes, an
+    ImageFolder's image list with sizes and modification times), or ``""`` when the reader
+    gives none; :func:`benchmark.datasets.fingerprint.dataset_fingerprint` completes it.
+    """
 
     train: tuple[Sample, ...]
     val: tuple[Sample, ...]
     test: tuple[Sample, ...]
     classnames: tuple[str, ...]
+    fingerprint: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -93,6 +119,9 @@ class DatasetSpec:
             raise ValueError(f"dataset {self.name!r}: role must be one of {ROLES}")
         if self.role == "shift" and not self.source:
             raise ValueError(f"dataset {self.name!r}: a shift dataset names its source")
+        problem = template_problem(self.template)
+        if problem:
+            raise ValueError(f"dataset {self.name!r}: {problem}")
 
     @property
     def display_name(self) -> str:

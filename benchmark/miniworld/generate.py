@@ -30,6 +30,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from benchmark.errors import EXIT_ENVIRONMENT, UserError
+from benchmark.locking import exclusive
+
 #: Bump when anything changes what is generated; a cache with another version is rebuilt.
 VERSION = "miniworld-6"
 SEED = 2024
@@ -435,31 +438,50 @@ def generate(out: Path, seed: int = SEED, scale: float = 1.0, workers: int | Non
             future.result()
 
 
+def _complete(root: Path, stamp: str) -> bool:
+    marker = root / "VERSION"
+    try:
+        return marker.is_file() and marker.read_text().strip() == stamp
+    except OSError:
+        return False
+
+
 def ensure_generated(root: Path, seed: int = SEED, scale: float = 1.0) -> Path:
     """Generate the mini world into ``root`` once; regenerate when its version differs.
 
-    The marker ``root/VERSION`` is written last, and the world is built in a temporary
-    sibling folder renamed into place, so an interrupted run never leaves a half world.
+    Safe when several processes ask at once (two terminals, a job array on one home folder):
+    generation happens under a lock file beside ``root`` (``fcntl``), so one process
+    generates while the others wait and then use its world, and a complete world of this
+    version is never deleted. The world is built in a temporary sibling folder renamed
+    into place, with the marker ``root/VERSION`` written last, so an interrupted run never
+    leaves a half world; what a killed generator left is removed by the next one. A write
+    that fails (a full disk) is a one-line environment error.
     """
     root = Path(root)
-    marker = root / "VERSION"
     stamp = f"{VERSION} seed={seed} scale={scale}"
-    if marker.is_file() and marker.read_text().strip() == stamp:
+    if _complete(root, stamp):
         return root
     tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    generate(tmp, seed, scale)
-    (tmp / "VERSION").write_text(stamp + "\n")
-    if root.exists():
-        shutil.rmtree(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
     try:
-        os.replace(tmp, root)
-    except OSError:  # another process won the race: keep its (identical) world
+        root.parent.mkdir(parents=True, exist_ok=True)
+        with exclusive(root.with_name(f"{root.name}.lock")):
+            if _complete(root, stamp):  # made by another process while this one waited
+                return root
+            for leftover in root.parent.glob(f"{root.name}.tmp-*"):
+                shutil.rmtree(leftover, ignore_errors=True)  # a killed generator's
+            generate(tmp, seed, scale)
+            (tmp / "VERSION").write_text(stamp + "\n")
+            if root.exists():  # another version's world: nobody of this version reads it
+                old = root.with_name(f"{root.name}.old-{os.getpid()}")
+                os.replace(root, old)
+                shutil.rmtree(old, ignore_errors=True)
+            os.replace(tmp, root)
+    except OSError as exc:
+        raise UserError(
+            f"cannot generate the mini world in {root} ({exc.strerror or exc})", EXIT_ENVIRONMENT
+        ) from exc
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        if not (marker.is_file() and marker.read_text().strip() == stamp):
-            raise
     return root
 
 
