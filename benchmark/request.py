@@ -50,6 +50,7 @@ class RunRequest:
     overrides: dict[str, dict[str, str]] = field(default_factory=dict)
     rerun: bool = False
     retries: int = 0  # times a failed group runs again in the same run
+    artifacts: bool = True  # save each trained run's learned tensors (benchmark.artifacts)
 
 
 def default_cache_dir() -> Path:
@@ -136,6 +137,7 @@ def resolve_request(
     sets: Sequence[str] = (),
     rerun: bool = False,
     retries: int = 0,
+    artifacts: bool = True,
 ) -> RunRequest:
     """The request of ``run`` with these choices, every default filled (module docstring).
 
@@ -165,4 +167,5 @@ def resolve_request(
         overrides=parse_sets(sets),
         rerun=rerun,
         retries=retries,
+        artifacts=artifacts,
     )

@@ -24,9 +24,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from benchmark.atomic import write_atomically
 from benchmark.errors import EXIT_ENVIRONMENT, UserError, first_line
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RUNS_FOLDER = "runs"
 CLAIMS_FOLDER = ".claims"
 
@@ -56,12 +57,17 @@ SCHEMA = pa.schema(
         ("timestamp", pa.timestamp("us", tz="UTC")),
         ("status", pa.string()),
         ("error", pa.string()),
+        ("artifact", pa.string()),
         ("schema_version", pa.int32()),
     ],
     metadata={"vlprompt_bench_schema_version": str(SCHEMA_VERSION)},
 )
 
 COLUMNS = tuple(SCHEMA.names)
+
+#: Columns added after schema 1, with the value that files written before them mean
+#: (``artifact``, schema 2: the run's saved artifact, relative to the results root).
+ADDED_COLUMNS = {"artifact": ""}
 
 
 class ResultStore:
@@ -93,19 +99,7 @@ class ResultStore:
         if missing:
             raise ValueError(f"result rows lack columns {missing}")
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        target = self._file(run_id)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{run_id}-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                pq.write_table(table, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return write_atomically(self._file(run_id), lambda handle: pq.write_table(table, handle))
 
     # -- claims: two runners on one results directory never run the same cell -----------
 
@@ -174,10 +168,19 @@ class ResultStore:
                     f"{version}, this version reads up to {SCHEMA_VERSION}); upgrade to read it",
                     EXIT_ENVIRONMENT,
                 )
-            tables.append(table.select(list(COLUMNS)).cast(SCHEMA))
+            tables.append(_with_added_columns(table).select(list(COLUMNS)).cast(SCHEMA))
         if not tables:
             return SCHEMA.empty_table()
         return pa.concat_tables(tables)
+
+
+def _with_added_columns(table: pa.Table) -> pa.Table:
+    """A table of an older schema with the columns added since (:data:`ADDED_COLUMNS`)."""
+    for name, value in ADDED_COLUMNS.items():
+        if name not in table.column_names:
+            column = pa.array([value] * table.num_rows, SCHEMA.field(name).type)
+            table = table.append_column(name, column)
+    return table
 
 
 def _stale(claim: Path) -> bool:
