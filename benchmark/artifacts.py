@@ -14,8 +14,9 @@ pickled, nothing executes on load), with string metadata:
   or the weights file's sha256);
 - the classes it was trained on, in label order (``classes``, JSON), and their dataset's
   ``template``;
-- the state's ``texts`` and ``contexts`` (JSON), and the ``suite_version``, ``plugin`` and
-  ``plugin_version`` that made it.
+- the state's ``texts`` and ``contexts`` (JSON), the ``classifier`` type that saved it
+  (``module.Class``), and the ``suite_version``, ``plugin`` and ``plugin_version`` that
+  made it.
 
 Files are written as results files are: to a temporary name, flushed to disk, renamed into
 place. Reading checks everything before use: a file that is not safetensors, not an
@@ -107,12 +108,20 @@ class Provenance:
 
 @dataclass(frozen=True)
 class Artifact:
-    """A loaded artifact: its file, its provenance, the learned state and the file's sha256."""
+    """A loaded artifact: its file, its provenance, the learned state, the type of the
+    classifier that saved it and the file's sha256."""
 
     path: Path
     provenance: Provenance
     state: LearnedState
+    classifier: str
     digest: str
+
+
+def type_name(classifier: Any) -> str:
+    """``module.Class`` of a classifier: what an artifact records as its ``classifier``."""
+    kind = type(classifier)
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def relative_path(run_id: str) -> str:
@@ -134,6 +143,7 @@ def serialise(classifier: Any, provenance: Provenance) -> bytes | None:
         **provenance.metadata(),
         "texts": json.dumps(dict(state.texts), sort_keys=True),
         "contexts": json.dumps(list(state.contexts)),
+        "classifier": type_name(classifier),
     }
     tensors = {name: t.detach().cpu().contiguous() for name, t in state.tensors.items()}
     return save(tensors, metadata)
@@ -202,7 +212,8 @@ def load(path: Path) -> Artifact:
     if absent:
         raise _refuse(path, f"its context tensors {', '.join(absent)} are missing")
     state = LearnedState(tensors, {str(k): str(v) for k, v in texts.items()}, contexts)
-    return Artifact(path, provenance, state, hashlib.sha256(data).hexdigest())
+    classifier = metadata.get("classifier", "")
+    return Artifact(path, provenance, state, classifier, hashlib.sha256(data).hexdigest())
 
 
 def backbone_spec(
@@ -248,7 +259,7 @@ def check_backbone(artifact: Artifact, backbone: Backbone) -> None:
 
 def rebuild(artifact: Artifact, method: Any, engine: Any) -> Any:
     """The classifier saved in ``artifact``, rebuilt by its method on ``engine`` (whose
-    backbone :func:`check_backbone` accepted)."""
+    backbone :func:`check_backbone` accepted); it must be of the type that saved it."""
     classifier_from = getattr(method, "classifier_from", None)
     if not callable(classifier_from):
         raise UserError(
@@ -257,9 +268,17 @@ def rebuild(artifact: Artifact, method: Any, engine: Any) -> Any:
             EXIT_ENVIRONMENT,
         )
     try:
-        return classifier_from(artifact.state, artifact.provenance.trained_on, engine)
+        classifier = classifier_from(artifact.state, artifact.provenance.trained_on, engine)
     except StateError as exc:
         raise _refuse(artifact.path, f"{artifact.provenance.method}: {exc}") from exc
+    if type_name(classifier) != artifact.classifier:
+        raise _refuse(
+            artifact.path,
+            f"it was saved by a {artifact.classifier}, and method {artifact.provenance.method} "
+            f"rebuilds a {type_name(classifier)} from it (a method whose classifier differs "
+            "needs a classifier_from of its own)",
+        )
+    return classifier
 
 
 def provenance_of(

@@ -182,11 +182,14 @@ def damage(path: Path, how: str) -> None:
         path.write_bytes(data[: len(data) - 7])
     elif how == "foreign":
         path.write_bytes(save({"ctx": torch.zeros(4, 32)}))
-    elif how == "missing tensor":
+    else:
         header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
-        tensors = load(data)
-        del tensors["meta_net.w2"]
-        path.write_bytes(save(tensors, header["__metadata__"]))
+        tensors, metadata = load(data), header["__metadata__"]
+        if how == "missing tensor":
+            del tensors["meta_net.w2"]
+        else:  # saved by a classifier its method does not rebuild
+            metadata["classifier"] = "my_plugin.ConditionalClassifier"
+        path.write_bytes(save(tensors, metadata))
 
 
 @pytest.mark.parametrize(
@@ -196,6 +199,7 @@ def damage(path: Path, how: str) -> None:
         ("truncated", "not a readable safetensors file"),
         ("foreign", "its metadata does not say format 'vlprompt-bench artifact'"),
         ("missing tensor", "cocoop: no tensor 'meta_net.w2'"),
+        ("other classifier", "saved by a my_plugin.ConditionalClassifier, and method cocoop"),
     ],
 )
 def test_a_damaged_or_foreign_artifact_is_one_line_and_exit_4(
