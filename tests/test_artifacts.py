@@ -252,7 +252,7 @@ def test_eval_on_imagefolder_datasets_from_the_command_line(tiny_backbone, tmp_p
     assert (evaluated.artifact == trained.artifact).all()
     capsys.readouterr()
     assert main(["eval", trained.run_id, *datasets, *folders, "--device", "cpu"]) == 0
-    assert "datasets evaluated: 0, already done: 2" in capsys.readouterr().err
+    assert "datasets evaluated: 0, already done: 2" in capsys.readouterr().err  # nothing new
     assert len(list((tmp_path / "results" / "runs").glob("*.parquet"))) == 3
 
 

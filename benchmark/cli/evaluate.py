@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     summary = evaluate(registry, artifact, request, lambda m: print(m, file=sys.stderr))
     print(
         f"datasets evaluated: {len(summary.written)}, already done: {len(summary.done)}, with "
-        f"classes this run cannot score: {len(summary.unscorable)}; {summary.rows} rows "
-        f"written to {args.results}",
+        f"classes this run cannot score: {len(summary.unscorable)}; rows written to "
+        f"{args.results}: {summary.rows}",
         file=sys.stderr,
     )
     return EXIT_OK
