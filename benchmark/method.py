@@ -76,12 +76,17 @@ class LearnedState:
     texts: Mapping[str, str] = field(default_factory=dict)
     contexts: tuple[str, ...] = ()
 
-    def tensor(self, name: str, *shape: int | None) -> torch.Tensor:
+    def tensor(
+        self, name: str, *shape: int | None, dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
         """The tensor ``name``, checked against ``shape`` (``None``: any size there; no
-        shape: any shape); :class:`StateError` when it is missing or of another shape."""
+        shape: any shape) and ``dtype``; :class:`StateError` when it is missing or of
+        another shape or dtype."""
         if name not in self.tensors:
             raise StateError(f"no tensor {name!r} (tensors: {', '.join(sorted(self.tensors))})")
         value = self.tensors[name]
+        if dtype is not None and value.dtype != dtype:
+            raise StateError(f"tensor {name!r} is {value.dtype}, expected {dtype}")
         fits = value.dim() == len(shape) and all(
             want is None or have == want for have, want in zip(value.shape, shape, strict=True)
         )

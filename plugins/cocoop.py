@@ -152,7 +152,10 @@ class CoCoOp(PromptMethod[PromptConfig]):
         image_dim, width = engine.backbone.embed_dim, ctx.shape[-1]
         hidden = hidden_width(image_dim)
         shapes = ((image_dim, hidden), (hidden,), (hidden, width), (width,))
-        net = [state.tensor(n, *s).to(engine.device) for n, s in zip(META_NET, shapes, strict=True)]
+        net = [
+            state.tensor(name, *shape, dtype=torch.float32).to(engine.device)
+            for name, shape in zip(META_NET, shapes, strict=True)
+        ]
         return CoCoOpClassifier(engine, ctx.to(engine.device), net, lead, {})
 
 

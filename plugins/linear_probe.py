@@ -182,7 +182,8 @@ class LinearProbe(Configured[Config]):
     ) -> LinearProbeClassifier:
         """The probe of a saved ``weight`` and ``bias`` over the classes ``trained_on``."""
         k, d = len(trained_on.names), engine.backbone.embed_dim
-        weight, bias = state.tensor("weight", k, d), state.tensor("bias", k)
+        weight = state.tensor("weight", k, d, dtype=torch.float64)
+        bias = state.tensor("bias", k, dtype=torch.float64)
         device = engine.device
         return LinearProbeClassifier(weight.to(device), bias.to(device), trained_on, {})
 

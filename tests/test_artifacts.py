@@ -187,6 +187,8 @@ def damage(path: Path, how: str) -> None:
         tensors, metadata = load(data), header["__metadata__"]
         if how == "missing tensor":
             del tensors["meta_net.w2"]
+        elif how == "other dtype":
+            tensors["ctx"] = tensors["ctx"].half()
         else:  # saved by a classifier its method does not rebuild
             metadata["classifier"] = "my_plugin.ConditionalClassifier"
         path.write_bytes(save(tensors, metadata))
@@ -199,6 +201,7 @@ def damage(path: Path, how: str) -> None:
         ("truncated", "not a readable safetensors file"),
         ("foreign", "its metadata does not say format 'vlprompt-bench artifact'"),
         ("missing tensor", "cocoop: no tensor 'meta_net.w2'"),
+        ("other dtype", "cocoop: tensor 'ctx' is torch.float16, expected torch.float32"),
         ("other classifier", "saved by a my_plugin.ConditionalClassifier, and method cocoop"),
     ],
 )

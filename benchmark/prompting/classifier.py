@@ -32,10 +32,10 @@ def context_state(ctx: torch.Tensor, lead: str, **tensors: torch.Tensor) -> Lear
 def saved_context(
     state: LearnedState, engine: Engine, *dims: int | None
 ) -> tuple[torch.Tensor, str]:
-    """The context tensor of ``state`` (shape ``(*dims, M, d)``, d the token width of
-    ``engine``'s text encoder) and its prompt lead, which must hold at least M tokens."""
+    """The context tensor of ``state`` (float32, shape ``(*dims, M, d)``, d the token width
+    of ``engine``'s text encoder) and its prompt lead, which must hold at least M tokens."""
     width = engine.tower.tower.token_embedding.weight.shape[1]
-    ctx = state.tensor("ctx", *dims, None, width)
+    ctx = state.tensor("ctx", *dims, None, width, dtype=torch.float32)
     lead = state.text("lead")
     _, eot = engine.tower.tokens([lead])
     if int(eot[0]) - 1 < ctx.shape[-2]:
