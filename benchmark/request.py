@@ -50,6 +50,7 @@ class RunRequest:
     overrides: dict[str, dict[str, str]] = field(default_factory=dict)
     rerun: bool = False
     retries: int = 0  # times a failed group runs again in the same run
+    artifacts: bool = True  # save each trained run's learned tensors (benchmark.artifacts)
 
 
 def default_cache_dir() -> Path:
@@ -159,6 +160,7 @@ def resolve_request(
     rerun: bool = False,
     retries: int = 0,
     require_data: bool = True,
+    artifacts: bool = True,
 ) -> RunRequest:
     """The request of ``run`` with these choices, every default filled (module docstring).
 
@@ -198,4 +200,5 @@ def resolve_request(
         overrides=parse_sets(sets),
         rerun=rerun,
         retries=retries,
+        artifacts=artifacts,
     )

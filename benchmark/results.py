@@ -32,10 +32,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from benchmark.atomic import write_atomically
 from benchmark.errors import EXIT_ENVIRONMENT, UserError, first_line
 from benchmark.locking import exclusive
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RUNS_FOLDER = "runs"
 CLAIMS_FOLDER = ".claims"
 LOCK_FILE = ".lock"
@@ -66,12 +67,17 @@ SCHEMA = pa.schema(
         ("timestamp", pa.timestamp("us", tz="UTC")),
         ("status", pa.string()),
         ("error", pa.string()),
+        ("artifact", pa.string()),
         ("schema_version", pa.int32()),
     ],
     metadata={"vlprompt_bench_schema_version": str(SCHEMA_VERSION)},
 )
 
 COLUMNS = tuple(SCHEMA.names)
+
+#: Columns added after schema 1, with the value that files written before them mean
+#: (``artifact``, schema 2: the run's saved artifact, relative to the results root).
+ADDED_COLUMNS = {"artifact": ""}
 
 
 class ResultStore:
@@ -105,25 +111,14 @@ class ResultStore:
             raise ValueError(f"result rows lack columns {missing}")
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
         target = self._file(run_id)
-        tmp = None
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{run_id}-", suffix=".tmp")
-            with os.fdopen(fd, "wb") as handle:
-                pq.write_table(table, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
+            return write_atomically(target, lambda handle: pq.write_table(table, handle))
         except OSError as exc:
             raise UserError(
                 f"cannot write results file {target} ({exc.strerror or first_line(exc)}); "
                 "the runs written before it are kept",
                 EXIT_ENVIRONMENT,
             ) from exc
-        finally:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
-        return target
 
     # -- claims: two runners on one results directory never run the same cell -----------
 
@@ -147,7 +142,8 @@ class ResultStore:
                     if not _stale(path):
                         return False
                     path.unlink()
-                _write_atomically(path, json.dumps(claim_owner(os.getpid())))
+                owner = json.dumps(claim_owner(os.getpid())).encode()
+                write_atomically(path, lambda handle: handle.write(owner))
         except OSError as exc:
             raise UserError(
                 f"cannot claim a run in {path.parent} ({exc.strerror or first_line(exc)})",
@@ -197,6 +193,15 @@ class ResultStore:
         if not tables:
             return SCHEMA.empty_table()
         return pa.concat_tables(tables)
+
+
+def _with_added_columns(table: pa.Table) -> pa.Table:
+    """A table of an older schema with the columns added since (:data:`ADDED_COLUMNS`)."""
+    for name, value in ADDED_COLUMNS.items():
+        if name not in table.column_names:
+            column = pa.array([value] * table.num_rows, SCHEMA.field(name).type)
+            table = table.append_column(name, column)
+    return table
 
 
 def _kind(kind: pa.DataType) -> str:
@@ -264,6 +269,7 @@ def read_results_file(path: Path) -> pa.Table:
             f"this version reads up to {SCHEMA_VERSION}); upgrade to read it",
             EXIT_ENVIRONMENT,
         )
+    table = _with_added_columns(table)
     problem = columns_problem(table.schema)
     if problem:
         raise refused(problem)
@@ -271,18 +277,6 @@ def read_results_file(path: Path) -> pa.Table:
         return table.select(list(COLUMNS)).cast(SCHEMA)
     except (pa.ArrowException, ValueError) as exc:
         raise refused(first_line(exc)) from exc
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write a small file under a temporary name and rename it into place: a reader sees the
-    whole file or none, and a failed write leaves nothing."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def boot_id() -> str | None:

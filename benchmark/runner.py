@@ -1,5 +1,6 @@
 """The runner: runs the planned matrix (:mod:`benchmark.planner`), skips finished runs,
-trains seeds together, evaluates, and writes one result file per run.
+trains seeds together, evaluates, and writes one result file per run, after the run's
+artifact (its learned tensors, :mod:`benchmark.artifacts`) where it has one.
 
 Cells that differ only by seed form a group and train in one call of the method. A group
 that raises is recorded as failed, one row per run with the error, and the other groups go
@@ -67,6 +68,7 @@ class Outcome:
     rows: list[list[dict[str, Any]]]
     error: str = ""  # "ExceptionType: message" when the group failed
     detail: str = ""  # the end of its traceback, for the failed rows
+    artifacts: list[bytes | None] = field(default_factory=list)  # each run's, if it has one
 
 
 @functools.cache
@@ -83,6 +85,13 @@ def git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return ""
     return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def device_label(device: str) -> str:
+    """The ``device`` column: the device, with the machine and its cores for the CPU."""
+    if device == "cpu":
+        return f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
+    return device
 
 
 class Runner:
@@ -163,7 +172,7 @@ class Runner:
     def execute(self, group: list[Cell]) -> Outcome:
         """Train and evaluate one claimed group; a method that raises gives a failed outcome."""
         try:
-            return Outcome(self._run_group(group))
+            return self._run_group(group)
         except UserError:
             raise
         except Exception as exc:  # a failing method must not stop the others
@@ -177,7 +186,10 @@ class Runner:
                 self.store.write_run(cell.run_id, [self._failed_row(cell, outcome.detail)])
             self.progress(f"  failed: {outcome.error}")
             return
-        for cell, rows in zip(group, outcome.rows, strict=True):
+        artifacts = outcome.artifacts or [None] * len(group)
+        for cell, rows, artifact in zip(group, outcome.rows, artifacts, strict=True):
+            if artifact is not None:
+                rows = self._save_artifact(cell, rows, artifact)
             self.store.write_run(cell.run_id, rows)
             summary.rows += len(rows)
             summary.succeeded += 1
@@ -226,7 +238,7 @@ class Runner:
                 f"  warning: an on_result hook failed: {type(exc).__name__}: {first_line(exc)}"
             )
 
-    def _run_group(self, group: list[Cell]) -> list[list[dict[str, Any]]]:
+    def _run_group(self, group: list[Cell]) -> Outcome:
         head = group[0]
         method = self._method(head.method)
         plans = self._plans(group)
@@ -249,12 +261,40 @@ class Runner:
             trained, elapsed = self._train(head.method, method, runs, head.config, engine)
             for i, classifier in zip(indices, trained, strict=True):
                 classifiers[i], seconds[i] = classifier, elapsed / len(indices)
-        return [
+        rows = [
             self._evaluate(cell, plan, classifier, train_seconds)
             for cell, plan, classifier, train_seconds in zip(
                 group, plans, classifiers, seconds, strict=True
             )
         ]
+        artifacts = [
+            self._artifact(cell, plan, classifier)
+            for cell, plan, classifier in zip(group, plans, classifiers, strict=True)
+        ]
+        return Outcome(rows, artifacts=artifacts)
+
+    # -- artifacts: what each run learned, saved next to its results (benchmark.artifacts) --
+
+    def _artifact(self, cell: Cell, plan: Plan, classifier) -> bytes | None:
+        """The serialised artifact of a trained run; None when it learned nothing to save or
+        saving is off."""
+        if not self.request.artifacts:
+            return None
+        from benchmark import artifacts
+
+        provider = self.registry.methods.provider(split_variant(cell.method)[0])
+        method = self._method(cell.method)
+        provenance = artifacts.provenance_of(
+            cell, method, self.engine.backbone, plan.train.classes, provider
+        )
+        return artifacts.serialise(classifier, provenance)
+
+    def _save_artifact(self, cell: Cell, rows: list[dict[str, Any]], data: bytes):
+        """Write a run's artifact (before its results, which then point to it)."""
+        from benchmark import artifacts
+
+        artifacts.write(self.store.root, cell.run_id, data)
+        return [dict(row, artifact=artifacts.relative_path(cell.run_id)) for row in rows]
 
     def _train(self, name: str, method, runs: tuple, config, engine) -> tuple[list[Any], float]:
         """The method's classifiers for ``runs`` and the seconds their training took.
@@ -307,7 +347,7 @@ class Runner:
         """Top-1 accuracy (%) of ``classifier`` on ``split``, None if it cannot score its
         classes. A classifier kept for several protocols scores each split once (the source's
         test split is evaluated by few-shot, cross-dataset and domain generalisation alike)."""
-        import torch
+        from benchmark.scoring import top1
 
         key = (split.eval_dataset, split.split, split.classes.names, split.samples)
         try:
@@ -315,21 +355,11 @@ class Runner:
         except TypeError:  # a classifier that cannot be weakly referenced: no memo
             known = {}
         if key not in known:
-            features = self.engine.features.features(split.samples)
-            with torch.no_grad():
-                scores = classifier.scores(features, split.classes)
-            if scores is None:
-                known[key] = None
-            else:
-                labels = torch.tensor([s.label for s in split.samples], device=scores.device)
-                known[key] = 100.0 * float((scores.argmax(dim=-1) == labels).float().mean())
+            known[key] = top1(classifier, self.engine.features.features(split.samples), split)
         return known[key]
 
     def _base_row(self, cell: Cell, status: str, error: str) -> dict[str, Any]:
         provider = self.registry.methods.provider(split_variant(cell.method)[0])
-        device = self.request.device
-        if device == "cpu":
-            device = f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
         return {
             "run_id": cell.run_id,
             "method": cell.method,
@@ -344,10 +374,11 @@ class Runner:
             "plugin": provider.distribution,
             "plugin_version": provider.version,
             "git_commit": git_commit(),
-            "device": device,
+            "device": device_label(self.request.device),
             "timestamp": datetime.now(timezone.utc),
             "status": status,
             "error": error,
+            "artifact": "",
         }
 
     def _failed_row(self, cell: Cell, error: str) -> dict[str, Any]:

@@ -16,7 +16,9 @@ weights carry the run as leading dimension (S, ...) and are initialised like ``n
 (kaiming-uniform weights, uniform bias, bound 1/sqrt(fan_in)) from a generator seeded by the
 run's seed; the reference draws from the global RNG, so the distribution matches but the draw
 differs.
-Scoring builds text features per image, in chunks of about CHUNK_PROMPTS prompts.
+Scoring builds text features per image, in chunks of about CHUNK_PROMPTS prompts. A run's
+saved state is its context ``ctx`` and the meta-net's ``meta_net.w1``, ``.b1``, ``.w2``,
+``.b2`` (:data:`META_NET`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.engine import Engine
+from benchmark.method import LearnedState
 from benchmark.perf.reference_step import ReferenceDesign
+from benchmark.prompting.classifier import context_state, saved_context
 from benchmark.prompting.context import InitialContext
 from benchmark.prompting.method import PromptConfig, PromptLearner, PromptMethod, Step
 from benchmark.prompting.text import PromptEncoder
@@ -37,6 +41,8 @@ from benchmark.protocol import Classes, TrainData
 from benchmark.settings import beside
 
 CHUNK_PROMPTS = 4096  # images per scoring chunk: about this many prompts / K
+#: The names of the meta-net's tensors in a saved state, in :func:`meta_net`'s order.
+META_NET = ("meta_net.w1", "meta_net.b1", "meta_net.w2", "meta_net.b2")
 
 
 def _linear(generator: torch.Generator, fan_in: int, fan_out: int):
@@ -47,9 +53,14 @@ def _linear(generator: torch.Generator, fan_in: int, fan_out: int):
     return weight.T.contiguous(), bias
 
 
+def hidden_width(image_dim: int) -> int:
+    """The meta-net's hidden width H = max(1, D // 16)."""
+    return max(1, image_dim // 16)
+
+
 def meta_net(seeds: Sequence[int], image_dim: int, width: int) -> list[torch.Tensor]:
-    """[W1 (S, D, H), b1 (S, H), W2 (S, H, d), b2 (S, d)], H = max(1, D // 16)."""
-    hidden = max(1, image_dim // 16)
+    """[W1 (S, D, H), b1 (S, H), W2 (S, H, d), b2 (S, d)], H = :func:`hidden_width`."""
+    hidden = hidden_width(image_dim)
     per_run = []
     for seed in seeds:
         generator = torch.Generator().manual_seed(seed)
@@ -86,6 +97,9 @@ class CoCoOpClassifier:
         self.net = [p.detach() for p in net]
         self.lead = lead
         self.diagnostics = dict(diagnostics)
+
+    def state(self) -> LearnedState:
+        return context_state(self.ctx, self.lead, **dict(zip(META_NET, self.net, strict=True)))
 
     def scores(self, features: torch.Tensor, classes: Classes) -> torch.Tensor:
         device = self.engine.device
@@ -131,6 +145,20 @@ class CoCoOp(PromptMethod[PromptConfig]):
     settings_file = beside(__file__)
     learner_type = ConditionalLearner
     reference_design = ReferenceDesign(per_image_prompts=True)
+
+    def classifier_from(
+        self, state: LearnedState, trained_on: Classes, engine: Engine
+    ) -> CoCoOpClassifier:
+        """The classifier of a saved context and meta-net (:meth:`CoCoOpClassifier.state`)."""
+        ctx, lead = saved_context(state, engine)
+        image_dim, width = engine.backbone.embed_dim, ctx.shape[-1]
+        hidden = hidden_width(image_dim)
+        shapes = ((image_dim, hidden), (hidden,), (hidden, width), (width,))
+        net = [
+            state.tensor(name, *shape, dtype=torch.float32).to(engine.device)
+            for name, shape in zip(META_NET, shapes, strict=True)
+        ]
+        return CoCoOpClassifier(engine, ctx.to(engine.device), net, lead, {})
 
 
 METHOD = CoCoOp()

@@ -21,7 +21,8 @@ chosen on the training split (diagnostic ``linear_probe_selected_on_train`` = 1)
 Settings: ``linear_probe.toml``; its quick preset caps each fit at 100 L-BFGS iterations and
 bisects 4 times, not 8 (15 fits per run instead of 23).
 The classifier scores only the classes it was trained on: for any other class list
-``scores`` returns None (no result rather than a wrong one).
+``scores`` returns None (no result rather than a wrong one). Its saved state is ``weight``
+(K, D) and ``bias`` (K,), float64.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.engine import Engine
+from benchmark.method import LearnedState
 from benchmark.protocol import Classes, TrainData
 from benchmark.settings import Configured, beside
 
@@ -135,6 +137,9 @@ class LinearProbeClassifier:
         self.weight, self.bias, self.classes = weight, bias, classes
         self.diagnostics = diagnostics
 
+    def state(self) -> LearnedState:
+        return LearnedState({"weight": self.weight.cpu().clone(), "bias": self.bias.cpu().clone()})
+
     def scores(self, features: torch.Tensor, classes: Classes) -> torch.Tensor | None:
         if tuple(classes.names) != tuple(self.classes.names):
             return None
@@ -171,6 +176,16 @@ class LinearProbe(Configured[Config]):
             }
             classifiers.append(LinearProbeClassifier(w, b, run.classes, diagnostics))
         return classifiers
+
+    def classifier_from(
+        self, state: LearnedState, trained_on: Classes, engine: Engine
+    ) -> LinearProbeClassifier:
+        """The probe of a saved ``weight`` and ``bias`` over the classes ``trained_on``."""
+        k, d = len(trained_on.names), engine.backbone.embed_dim
+        weight = state.tensor("weight", k, d, dtype=torch.float64)
+        bias = state.tensor("bias", k, dtype=torch.float64)
+        device = engine.device
+        return LinearProbeClassifier(weight.to(device), bias.to(device), trained_on, {})
 
 
 METHOD = LinearProbe()

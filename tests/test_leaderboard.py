@@ -72,6 +72,7 @@ def row(**fields: Any) -> dict[str, Any]:
         "timestamp": pd.Timestamp("2026-01-01", tz="UTC"),
         "status": "ok",
         "error": "",
+        "artifact": "",
         "schema_version": 1,
     }
     base.update(fields)

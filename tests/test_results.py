@@ -260,3 +260,16 @@ def test_a_full_disk_while_claiming_is_an_environment_error(tmp_path, monkeypatc
     monkeypatch.undo()
     assert sorted(p.name for p in (store.folder / ".claims").iterdir() if p.name != ".lock") == []
     assert store.done_run_ids() == {"r0"} and store.claim("r1")
+
+
+def test_files_of_schema_1_read_with_an_empty_artifact(tmp_path):
+    store = ResultStore(tmp_path)
+    path = store.write_run("r1", [row("r1", artifact="artifacts/r1.safetensors")])
+    table = pq.read_table(path).drop_columns(["artifact"])
+    pq.write_table(table.replace_schema_metadata({"vlprompt_bench_schema_version": "1"}), path)
+    store.write_run("r2", [row("r2", artifact="artifacts/r2.safetensors")])
+    read = store.read().to_pydict()
+    assert dict(zip(read["run_id"], read["artifact"], strict=True)) == {
+        "r1": "",
+        "r2": "artifacts/r2.safetensors",
+    }

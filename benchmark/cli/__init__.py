@@ -27,6 +27,8 @@ COMMANDS = (
     "benchmark.cli.leaderboard",
     "benchmark.cli.datasets",
     "benchmark.cli.config",
+    "benchmark.cli.evaluate",
+    "benchmark.cli.interpret",
     "benchmark.perf.command",
     "benchmark.perf.doctor_command",
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def csv_list(text: str) -> list[str]:
@@ -73,3 +74,32 @@ def registry_for(args: argparse.Namespace):
 
         extra.append(UserDatasets(parse_dataset_options(args.user_datasets)))
     return build_registry(autoload=False if args.no_plugin_autoload else None, extra_plugins=extra)
+
+
+def add_artifact_options(parser: argparse.ArgumentParser) -> None:
+    """The options naming a saved run's artifact, and the backbone to read it with."""
+    from benchmark.request import DEFAULT_RESULTS
+
+    parser.add_argument("run_id", metavar="RUN_ID", help="the run, or the start of its id")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=DEFAULT_RESULTS,
+        help="the results folder holding artifacts/RUN_ID.safetensors (default: results)",
+    )
+    parser.add_argument("--backbone", help="default: the one the run was trained with")
+    parser.add_argument("--pretrained", help="default: the weights the run was trained with")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="the weights file the run was trained with, if it has moved",
+    )
+
+
+def artifact_for(args: argparse.Namespace):
+    """The artifact the options name (checked) and the backbone spec to read it with."""
+    from benchmark import artifacts
+
+    artifact = artifacts.load(artifacts.find(args.results, args.run_id))
+    spec = artifacts.backbone_spec(artifact, args.backbone, args.pretrained, args.checkpoint)
+    return artifact, spec

@@ -100,6 +100,12 @@ def configure(run: argparse.ArgumentParser) -> None:
         help="run a failed group again up to N times in the same run (default 0)",
     )
     run.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard")
+    run.add_argument(
+        "--no-artifacts",
+        action="store_true",
+        help="do not save the runs' learned tensors (default: each trained run's context, "
+        "meta-net or probe weights go to RESULTS/artifacts/RUN_ID.safetensors)",
+    )
 
 
 def request_from(args: argparse.Namespace, registry):
@@ -124,6 +130,7 @@ def request_from(args: argparse.Namespace, registry):
         sets=args.sets,
         rerun=args.rerun,
         retries=args.retries,
+        artifacts=not args.no_artifacts,
     )
 
 

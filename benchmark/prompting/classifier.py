@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.engine import Engine
+from benchmark.method import LearnedState, StateError
 from benchmark.prompting.text import PromptEncoder
 from benchmark.protocol import Classes
 
@@ -15,6 +16,31 @@ from benchmark.protocol import Classes
 def cosine_logits(images: torch.Tensor, texts: torch.Tensor, scale: float) -> torch.Tensor:
     """``scale * cos``: images (..., B, D) against texts (..., K, D), both normalised."""
     return scale * images @ texts.transpose(-1, -2)
+
+
+def context_state(ctx: torch.Tensor, lead: str, **tensors: torch.Tensor) -> LearnedState:
+    """The learned state of a context ``ctx`` in prompts led by ``lead``, with further
+    learned ``tensors``: tensor ``ctx``, text ``lead``."""
+    saved = {"ctx": ctx, **tensors}
+    return LearnedState(
+        {name: t.detach().cpu().contiguous().clone() for name, t in saved.items()},
+        {"lead": lead},
+        contexts=("ctx",),
+    )
+
+
+def saved_context(
+    state: LearnedState, engine: Engine, *dims: int | None
+) -> tuple[torch.Tensor, str]:
+    """The context tensor of ``state`` (float32, shape ``(*dims, M, d)``, d the token width
+    of ``engine``'s text encoder) and its prompt lead, which must hold at least M tokens."""
+    width = engine.tower.tower.token_embedding.weight.shape[1]
+    ctx = state.tensor("ctx", *dims, None, width, dtype=torch.float32)
+    lead = state.text("lead")
+    _, eot = engine.tower.tokens([lead])
+    if int(eot[0]) - 1 < ctx.shape[-2]:
+        raise StateError(f"lead {lead!r} has fewer tokens than the {ctx.shape[-2]} context vectors")
+    return ctx, lead
 
 
 class PromptClassifier:
@@ -34,6 +60,9 @@ class PromptClassifier:
         self.lead = lead
         self.diagnostics = dict(diagnostics or {})
         self.trained_on = trained_on
+
+    def state(self) -> LearnedState:
+        return context_state(self.ctx, self.lead)
 
     def text_features(self, classes: Classes) -> torch.Tensor | None:
         class_specific = self.ctx.dim() == 3

@@ -13,7 +13,8 @@ its paper's parts only:
 - :meth:`PromptMethod.rule`: how a step's gradients are made from them (default: the plain
   gradient of ``loss``);
 - :meth:`PromptMethod.initial_context` and ``learner_type``, for a method that starts or
-  learns otherwise (CoOp's class-specific context, CoCoOp's meta-net).
+  learns otherwise (CoOp's class-specific context, CoCoOp's meta-net), with
+  :meth:`PromptMethod.classifier_from` for a classifier of its own.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.engine import Engine
-from benchmark.method import Setting
+from benchmark.method import LearnedState, Setting
 from benchmark.perf.reference_step import ReferenceDesign
-from benchmark.prompting.classifier import PromptClassifier, cosine_logits
+from benchmark.prompting.classifier import PromptClassifier, cosine_logits, saved_context
 from benchmark.prompting.context import InitialContext, initial_context, placeholders, words
 from benchmark.prompting.rules import Losses, UpdateRule, plain
 from benchmark.prompting.text import PromptEncoder
@@ -211,3 +212,12 @@ class PromptMethod(Configured[ConfigT]):
         opt = config.optimisation()
         diagnostics = fit(runs, engine, learner.params, losses, self.rule(config), opt)
         return learner.classifiers(runs, diagnostics)
+
+    def classifier_from(
+        self, state: LearnedState, trained_on: Classes, engine: Engine
+    ) -> PromptClassifier:
+        """The classifier of a saved context (:meth:`PromptClassifier.state`): (M, d), or
+        (K, M, d) with one context per class of ``trained_on``."""
+        per_class = (len(trained_on.names),) if state.tensor("ctx").dim() == 3 else ()
+        ctx, lead = saved_context(state, engine, *per_class)
+        return PromptClassifier(engine, ctx.to(engine.device), lead, {}, trained_on)
