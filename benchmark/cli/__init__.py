@@ -24,6 +24,7 @@ COMMANDS = (
     "benchmark.cli.leaderboard",
     "benchmark.cli.datasets",
     "benchmark.cli.config",
+    "benchmark.cli.recipes",
     "benchmark.perf.command",
 )
 
