@@ -85,3 +85,42 @@ def test_the_text_path_equals_open_clips_encode_text(family_backbone):
     ctx = initial_context(tower, "a photo of a", 0, [1]).ctx  # (1, 4, d)
     features = PromptEncoder(tower, names, n_ctx=4)(ctx[:, None])
     torch.testing.assert_close(features[0], expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture
+def quick_gelu_tag(tiny_checkpoint):
+    """A pretrained tag of the tiny model whose weights, like OpenAI's CLIPs, were trained
+    with QuickGELU (open_clip's tag entry, its file local instead of downloaded)."""
+    import open_clip
+    from open_clip import pretrained
+
+    from tests.conftest import TINY_MODEL, register_tiny_model
+
+    register_tiny_model()
+    tag = "quickgelu_test"
+    entry = {"file": str(tiny_checkpoint), "quick_gelu": True}
+    pretrained._PRETRAINED.setdefault(TINY_MODEL, {})[tag] = entry
+    assert (TINY_MODEL, tag) in open_clip.list_pretrained()
+    yield TINY_MODEL, tag
+    del pretrained._PRETRAINED[TINY_MODEL][tag]
+
+
+def test_weights_trained_with_quick_gelu_run_with_quick_gelu(quick_gelu_tag, tiny_checkpoint):
+    """OpenAI's CLIPs (every recipe's weights) use QuickGELU; open_clip builds a model name's
+    config as it is (GELU) and only warns when the tag says otherwise."""
+    import open_clip
+    from open_clip.transformer import QuickGELU
+    from safetensors.torch import load_file
+
+    from benchmark.backbone import Backbone, BackboneSpec
+
+    name, tag = quick_gelu_tag
+    backbone = Backbone(BackboneSpec(name, tag))
+    activations = {type(m) for m in backbone.model.modules() if "GELU" in type(m).__name__}
+    assert activations == {QuickGELU}
+    texts = backbone.tokenize(["a photo of a red square."])
+    reference = open_clip.create_model(name, pretrained=None, force_quick_gelu=True)
+    reference.load_state_dict(load_file(str(tiny_checkpoint)))
+    torch.testing.assert_close(
+        backbone.model.encode_text(texts), reference.eval().encode_text(texts)
+    )
