@@ -435,3 +435,9 @@ def test_recipes_with_bench_reports_print_hours(tmp_path, capsys):
     assert listed["gcscoop/table1"]["device_hours_estimate"] is None
     assert main(["recipes", "--bench", str(path)]) == 0
     assert "Estimated from the bench reports" in capsys.readouterr().out
+
+
+def test_the_readme_gives_one_command_per_recipe():
+    words = " ".join((Path(__file__).parent.parent / "README.md").read_text().split())
+    for name in NAMES:
+        assert f"python -m benchmark run --recipe {name} --data-root" in words, name
