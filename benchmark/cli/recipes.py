@@ -11,6 +11,7 @@ says which report is needed), and, with ``--data-root``, whether its datasets ar
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -75,37 +76,7 @@ def describe(registry, reports: dict[str, tuple[str, dict]], data_root: Path | N
         cost = recipe_cost(cells, recipe.datasets, recipe.backbone, reports.get(recipe.backbone))
         entries.append(
             {
-                "name": recipe.name,
-                "paper": recipe.paper,
-                "table": recipe.table,
-                "title": recipe.title,
-                "source": recipe.source,
-                "protocol": recipe.protocol,
-                "datasets": list(recipe.datasets),
-                "shots": list(recipe.shots),
-                "seeds": list(recipe.seeds),
-                "backbone": recipe.backbone,
-                "pretrained": recipe.pretrained,
-                "preset": recipe.preset,
-                "parts": [
-                    {
-                        "variant": part.variant,
-                        "methods": list(part.methods),
-                        "set": list(part.sets),
-                        "datasets": None if part.datasets is None else list(part.datasets),
-                    }
-                    for part in recipe.parts
-                ],
-                "not_reproduced": [
-                    {
-                        "method": n.method,
-                        "variant": n.variant,
-                        "eval_datasets": n.eval_datasets and list(n.eval_datasets),
-                        "reason": n.reason,
-                    }
-                    for n in recipe.not_reproduced
-                ],
-                "notes": list(recipe.notes),
+                **dataclasses.asdict(recipe),
                 "runs": cost.runs,
                 "trained_runs": cost.trained_runs,
                 "training_steps": cost.run_steps,
@@ -251,7 +222,7 @@ def _dataset_note(described: dict) -> list[str]:
         return [f"\nEvery dataset is present under {described['data_root']}."]
     lines = [f"\nDatasets under {described['data_root']} that are not ready:"]
     for name, s in bad.items():
-        lines.append(f"- {name} ({s['state']}): {'; '.join(s['details'])}")
+        lines.append(f"- {name}: {'; '.join(s['details']) or s['state']}")
     lines.append(
         "The README's section 'Reproducing the papers' says where each dataset and its split "
         "file come from; `python -m benchmark datasets check --data-root DIR` checks them all."
