@@ -147,8 +147,15 @@ class Backbone:
             )
         if not spec.pretrained:
             return _architecture(open_clip, spec.name)
+        # OpenAI's CLIPs were trained with QuickGELU, which open_clip's plain configs (RN50,
+        # ViT-B-16) do not use: it builds them with GELU and only warns.
+        quick_gelu = bool(
+            open_clip.get_pretrained_cfg(spec.name, spec.pretrained).get("quick_gelu")
+        )
         try:
-            return open_clip.create_model(spec.name, pretrained=spec.pretrained)
+            return open_clip.create_model(
+                spec.name, pretrained=spec.pretrained, force_quick_gelu=quick_gelu
+            )
         except Exception as exc:  # the hub download failed: no network, or no such file
             raise UserError(
                 f"could not get the {spec.name}/{spec.pretrained} weights "

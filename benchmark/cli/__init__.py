@@ -29,6 +29,7 @@ COMMANDS = (
     "benchmark.cli.config",
     "benchmark.cli.evaluate",
     "benchmark.cli.interpret",
+    "benchmark.cli.recipes",
     "benchmark.perf.command",
     "benchmark.perf.doctor_command",
 )

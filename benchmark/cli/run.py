@@ -19,10 +19,19 @@ EPILOG = """examples:
       --backbone ViT-B-16 --pretrained openai --device cuda
   python -m benchmark run --methods coop --set coop.epochs=10 --set coop.n_ctx=4
   python -m benchmark run --dataset pets=~/pets --dataset "birds=~/birds/split.json:a bird, {}."
+  python -m benchmark run --recipe prograd-iccv2023/table1 --data-root ~/data --device cuda
+  python -m benchmark run --recipe gcscoop/table1 --data-root ~/data --datasets dtd --seeds 1
 """
 
 
 def configure(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--recipe",
+        metavar="PAPER/TABLE",
+        help="run the matrix of a published table (`python -m benchmark recipes` lists them); "
+        "--methods, --datasets, --shots and --seeds narrow it, options that would change it "
+        "are refused",
+    )
     run.add_argument(
         "--methods", type=csv_list, help="comma-separated, wildcards allowed (default: all)"
     )
@@ -108,6 +117,20 @@ def configure(run: argparse.ArgumentParser) -> None:
     )
 
 
+def operational(args: argparse.Namespace) -> dict:
+    """The ``run`` options that say where and how to run, not what: the data, results and
+    cache folders, the device, reruns and retries."""
+    return dict(
+        data_root=args.data_root,
+        results=args.results,
+        cache_dir=args.cache_dir,
+        device=args.device,
+        rerun=args.rerun,
+        retries=args.retries,
+        artifacts=not args.no_artifacts,
+    )
+
+
 def request_from(args: argparse.Namespace, registry):
     """The :class:`~benchmark.request.RunRequest` of these ``run`` options."""
     from benchmark.request import resolve_request
@@ -122,16 +145,51 @@ def request_from(args: argparse.Namespace, registry):
         backbone=args.backbone,
         pretrained=args.pretrained,
         checkpoint=args.checkpoint,
-        data_root=args.data_root,
-        results=args.results,
-        cache_dir=args.cache_dir,
-        device=args.device,
         preset=args.preset,
         sets=args.sets,
-        rerun=args.rerun,
-        retries=args.retries,
-        artifacts=not args.no_artifacts,
+        **operational(args),
     )
+
+
+def recipe_runner(args: argparse.Namespace, registry, progress):
+    """The runner of ``--recipe``: the recipe's matrix, narrowed by ``--methods``,
+    ``--datasets``, ``--shots`` and ``--seeds``; an option that would change the matrix is a
+    one-line error naming the recipe's value."""
+    from benchmark.recipes import RecipeRunner, load, narrow, recipe_request
+
+    recipe = load().get(args.recipe)
+    fixed = (
+        ("--protocols", args.protocols, [recipe.protocol], recipe.protocol),
+        ("--backbone", args.backbone, recipe.backbone, recipe.backbone),
+        ("--pretrained", args.pretrained, recipe.pretrained, recipe.pretrained),
+        ("--preset", args.preset, recipe.preset, recipe.preset),
+    )
+    for option, given, value, shown in fixed:
+        if given is not None and given != value:
+            raise UserError(
+                f"{option} {','.join(given) if isinstance(given, list) else given}: recipe "
+                f"{recipe.name} runs {option.lstrip('-')} {shown} (a recipe is its table's matrix)"
+            )
+    changing = (
+        ("--checkpoint", args.checkpoint, f"the {recipe.pretrained} weights of {recipe.backbone}"),
+        ("--set", args.sets, f"the {recipe.preset} preset's settings"),
+        ("--dataset", args.user_datasets, f"the datasets {', '.join(recipe.datasets)}"),
+    )
+    for option, given, what in changing:
+        if given:
+            raise UserError(
+                f"{option}: recipe {recipe.name} runs {what} (a recipe is its table's matrix)"
+            )
+    if args.data_root is None:
+        raise UserError(
+            f"--recipe {recipe.name} needs --data-root DIR holding its datasets in CoOp's "
+            f"layout ({', '.join(recipe.datasets)})"
+        )
+    recipe = narrow(
+        recipe, methods=args.methods, datasets=args.datasets, seeds=args.seeds, shots=args.shots
+    )
+    request = recipe_request(registry, recipe, **operational(args))
+    return RecipeRunner(registry, recipe, request, progress)
 
 
 def _executor(args: argparse.Namespace):
@@ -151,8 +209,15 @@ def run(args: argparse.Namespace) -> int:
 
     executor = _executor(args)
     registry = registry_for(args)
-    request = request_from(args, registry)
-    runner = Runner(registry, request, progress=lambda m: print(m, file=sys.stderr))
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    if args.recipe:
+        runner = recipe_runner(args, registry, progress)
+    else:
+        runner = Runner(registry, request_from(args, registry), progress=progress)
+    request = runner.request
     summary = runner.run(executor)
     if not summary.planned:
         raise UserError(
