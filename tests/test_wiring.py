@@ -141,10 +141,15 @@ def distance(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
     return max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
 
 
+def one_line(name: str, message: str) -> str:
+    """torch's mismatch report on one line, so that a summary of failures shows it."""
+    return f"{name} differs from the plain implementation: {' '.join(message.split())}"
+
+
 def assert_agrees(suite: Trained, learned: Sequence[torch.Tensor], names: Sequence[str]) -> None:
     for name, value in zip(names, learned, strict=True):
         torch.testing.assert_close(
-            suite.tensors[name], value, rtol=0, atol=ATOL, msg=lambda m, n=name: f"{n}: {m}"
+            suite.tensors[name], value, rtol=0, atol=ATOL, msg=lambda m, n=name: one_line(n, m)
         )
 
 
@@ -487,7 +492,9 @@ def test_zeroshot_scores(run, toy_root, tiny_engine, clip):
     suite = suite_scores("zeroshot", run, {"ensemble": False}, tiny_engine, samples)
     images, names = eval_features(tiny_engine, samples), names_of(run)
     expected = zero_shot_logits(clip, images, names, (TEMPLATE,))
-    torch.testing.assert_close(suite, expected, rtol=0, atol=ATOL)
+    torch.testing.assert_close(
+        suite, expected, rtol=0, atol=ATOL, msg=lambda m: one_line("scores", m)
+    )
     wrong = zero_shot_logits(clip, images, names, ("a {}.",))
     assert_sensitive([expected], {"another template": [wrong]})
 
@@ -498,7 +505,9 @@ def test_zeroshot_ensemble_scores(run, toy_root, tiny_engine, clip):
     images, names = eval_features(tiny_engine, samples), names_of(run)
     templates = (TEMPLATE, *ENSEMBLE_TEMPLATES)
     expected = zero_shot_logits(clip, images, names, templates)
-    torch.testing.assert_close(suite, expected, rtol=0, atol=ATOL)
+    torch.testing.assert_close(
+        suite, expected, rtol=0, atol=ATOL, msg=lambda m: one_line("scores", m)
+    )
     mistakes = {
         "the dataset's template alone": zero_shot_logits(clip, images, names, (TEMPLATE,)),
         "the seven ImageNet templates alone": zero_shot_logits(
@@ -534,7 +543,9 @@ def test_linear_probe_fit(run, toy_root, tiny_engine):
     y = labels_of(run)
     expected = centred(sklearn_scores(train_x, y, test_x, C))
     # two L-BFGS implementations reach the same (strictly convex) minimum to their tolerance
-    torch.testing.assert_close(suite, expected, rtol=0, atol=LINEAR_PROBE_ATOL)
+    torch.testing.assert_close(
+        suite, expected, rtol=0, atol=LINEAR_PROBE_ATOL, msg=lambda m: one_line("scores", m)
+    )
     augmented = training_views(tiny_engine, run, 1)[0]
     mistakes = {
         "normalised features": sklearn_scores(F.normalize(train_x, dim=-1), y, test_x, C),
