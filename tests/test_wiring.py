@@ -81,10 +81,23 @@ def eval_samples(toy_root: Path) -> tuple:
     return tuple(s for s in toy_splits(toy_root).test if s.label < N_CLASSES)
 
 
-def suite_train(name: str, run, overrides: dict[str, object], engine) -> Trained:
-    """Train ``run`` alone with the method's Config(**overrides)."""
+def suite_config(name: str, overrides: dict[str, object]):
+    """The method and its config: ``Config(**overrides)`` completed for the toy dataset (its
+    template fills the texts left empty); an init phrase without ``n_ctx`` gets one vector
+    per word, as the reference code's CoOp, CoCoOp and KgCoOp."""
+    from benchmark.method import Setting
+
     method = importlib.import_module(f"vlprompt_methods.{name}").METHOD
-    (classifier,) = method.train([run], method.Config(**overrides), engine)
+    if "ctx_init" in overrides and "n_ctx" not in overrides:
+        overrides = {**overrides, "n_ctx": 0}
+    setting = Setting("few_shot", TOY_DATASET, SHOTS, TINY_MODEL, "reference", TEMPLATE)
+    return method, method.complete(method.Config(**overrides), setting)
+
+
+def suite_train(name: str, run, overrides: dict[str, object], engine) -> Trained:
+    """Train ``run`` alone with the method's config of ``overrides``."""
+    method, config = suite_config(name, overrides)
+    (classifier,) = method.train([run], config, engine)
     tensors = {"ctx": classifier.ctx}
     if hasattr(classifier, "net"):
         w1, b1, w2, b2 = classifier.net
@@ -101,15 +114,16 @@ def suite_initial(name: str, run, overrides: dict[str, object], engine) -> Train
 
 def suite_scores(name: str, run, overrides: dict[str, object], engine, samples) -> torch.Tensor:
     """A trained classifier's scores of ``samples`` (test view) against the run's classes."""
-    method = importlib.import_module(f"vlprompt_methods.{name}").METHOD
-    (classifier,) = method.train([run], method.Config(**overrides), engine)
+    method, config = suite_config(name, overrides)
+    (classifier,) = method.train([run], config, engine)
     return classifier.scores(eval_features(engine, samples), run.classes).cpu()
 
 
 def training_views(engine, run, epochs: int = EPOCHS) -> list[torch.Tensor]:
-    """The cached raw image features (N, D) of the run's training images, view e per epoch."""
+    """The cached raw image features (N, D) of the run's training images, view e of the
+    run's seed per epoch."""
     return [
-        engine.features.features(run.samples, view, run.augmentation).cpu()
+        engine.features.features(run.samples, view, run.augmentation, run.seed).cpu()
         for view in range(epochs)
     ]
 
