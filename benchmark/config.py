@@ -17,6 +17,13 @@ from benchmark.errors import UserError
 PRESETS = ("reference", "quick", "prograd-iccv2023", "gcscoop")
 
 
+def require(condition: bool, message: str) -> None:
+    """A config's check of its values (in ``__post_init__``): ``ValueError(message)`` unless
+    ``condition``; ``--set`` reports it as a one-line usage error naming the field."""
+    if not condition:
+        raise ValueError(message)
+
+
 def parse_sets(items: Iterable[str]) -> dict[str, dict[str, str]]:
     """``["coop.epochs=10", ...]`` -> ``{"coop": {"epochs": "10"}}``."""
     parsed: dict[str, dict[str, str]] = {}

@@ -45,7 +45,19 @@ class Cell:
     shots: int
     seed: int
     config: Any
-    run_id: str
+    run_id: str  # empty when planned without reading the data
+
+    @property
+    def key(self) -> tuple:
+        """What the cell runs, whatever its data: equal keys of one plan are one run."""
+        return (
+            self.method,
+            self.protocol,
+            self.dataset,
+            self.shots,
+            self.seed,
+            config_json(self.config),
+        )
 
 
 def method_of(registry: Registry, name: str) -> Method:

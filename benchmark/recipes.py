@@ -12,7 +12,8 @@ A recipe plans like ``run`` (:func:`benchmark.planner.plan`), one :class:`Part` 
 main methods with the preset's settings, then each ablation with its ``--set`` values. The
 run ids are the planner's, so a cell that two recipes share (table 5 repeats table 1's CoOp
 and ProGrad rows; ProGrad's lambda 1.0 on OxfordPets is table 1's ProGrad) is run once and
-reused. Planning reads no dataset; :func:`recipe_cells` needs no data root at all.
+reused. :func:`recipe_cells` plans without the data when given no data root (no run ids
+then: they include the data's fingerprint).
 """
 
 from __future__ import annotations
@@ -369,7 +370,7 @@ def recipe_request(registry: Registry, recipe: Recipe, **operational: Any) -> Ru
 
 
 def plan_recipe(
-    registry: Registry, recipe: Recipe, request: RunRequest, catalog: Any
+    registry: Registry, recipe: Recipe, request: RunRequest, catalog: Any, read_data: bool = True
 ) -> list[tuple[Part, list[list[Cell]]]]:
     """Each part of ``recipe`` with its planned groups (:func:`benchmark.planner.plan` of
     ``request`` restricted to the part's methods and datasets, with its ``--set`` values)."""
@@ -381,18 +382,18 @@ def plan_recipe(
             datasets=list(part.datasets) if part.datasets is not None else request.datasets,
             overrides=parse_sets(part.sets),
         )
-        planned.append((part, planner.plan(registry, sub, catalog)))
+        planned.append((part, planner.plan(registry, sub, catalog, read_data)))
     return planned
 
 
 def unique_groups(planned: list[tuple[Part, list[list[Cell]]]]) -> list[list[Cell]]:
-    """The groups of every part, each run id once (an ablation may repeat a main cell)."""
-    seen: set[str] = set()
+    """The groups of every part, each cell once (an ablation may repeat a main cell)."""
+    seen: set[tuple] = set()
     groups = []
     for _, part_groups in planned:
         for group in part_groups:
-            fresh = [cell for cell in group if cell.run_id not in seen]
-            seen.update(cell.run_id for cell in fresh)
+            fresh = [cell for cell in group if cell.key not in seen]
+            seen.update(cell.key for cell in fresh)
             if fresh:
                 groups.append(fresh)
     return groups
@@ -407,22 +408,36 @@ class RecipeCell:
 
 
 def unique_cells(cells: Iterable[RecipeCell]) -> list[Cell]:
-    """The planned cells, each run id once."""
-    return list({c.cell.run_id: c.cell for c in cells}.values())
+    """The planned cells, each once."""
+    return list({c.cell.key: c.cell for c in cells}.values())
 
 
-def recipe_cells(registry: Registry, recipe: Recipe) -> list[RecipeCell]:
-    """Every planned cell of ``recipe`` with its part's variant, without any data (the run
-    ids are those ``run --recipe`` records). A cell in several parts appears once per part."""
+def recipe_cells(
+    registry: Registry, recipe: Recipe, data_root: Path | None = None
+) -> list[RecipeCell]:
+    """Every planned cell of ``recipe`` with its part's variant. With ``data_root`` the cells
+    carry the run ids ``run --recipe`` records (they include the data's fingerprint);
+    without, planning reads no data and the run ids are empty. A cell in several parts
+    appears once per part."""
     from benchmark.catalog import DatasetCatalog
     from benchmark.datasets.spec import DataContext
 
-    unused = Path("unused")  # planning writes nothing and reads no data
-    request = recipe_request(registry, recipe, results=unused, cache_dir=unused, device="cpu")
-    catalog = DatasetCatalog(registry.datasets, DataContext(None, unused), request.datasets)
+    unused = Path("unused")  # planning writes nothing
+    request = recipe_request(
+        registry,
+        recipe,
+        data_root=data_root,
+        results=unused,
+        cache_dir=unused,
+        device="cpu",
+        require_data=False,
+    )
+    context = DataContext(data_root, unused)
+    catalog = DatasetCatalog(registry.datasets, context, request.datasets)
+    planned = plan_recipe(registry, recipe, request, catalog, read_data=data_root is not None)
     return [
         RecipeCell(part.variant, cell)
-        for part, groups in plan_recipe(registry, recipe, request, catalog)
+        for part, groups in planned
         for group in groups
         for cell in group
     ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from benchmark.config import require
 from benchmark.engine import Engine
 from benchmark.prompting.context import InitialContext, initial_context
 from benchmark.prompting.method import PromptConfig, PromptMethod
@@ -28,11 +29,11 @@ class Config(PromptConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.class_specific and self.ctx_init:
-            raise ValueError(
-                "class_specific context starts random; the reference code ignores CSC with an "
-                f"init phrase (ctx_init={self.ctx_init!r}): set ctx_init= (empty) to use CSC"
-            )
+        require(
+            not (self.class_specific and self.ctx_init),
+            "class_specific context starts random; the reference code ignores CSC with an "
+            f"init phrase (ctx_init={self.ctx_init!r}): set ctx_init= (empty) to use CSC",
+        )
 
 
 class CoOp(PromptMethod[Config]):

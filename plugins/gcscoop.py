@@ -29,11 +29,13 @@ branch (``gcscoop_branch_ce``, ``gcscoop_branch_sam``, ``gcscoop_branch_bisector
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from benchmark.config import require
 from benchmark.perf.reference_step import ReferenceDesign, bisector
 from benchmark.prompting.method import PromptConfig, PromptMethod
 from benchmark.prompting.rules import Grads, UpdateRule, combine, dot, flat
@@ -47,8 +49,14 @@ BRANCH_CE, BRANCH_SAM, BRANCH_BISECTOR = 0, 1, 2
 @dataclass(frozen=True)
 class Config(PromptConfig):
     rho: float = 0.1
-    beta1: float = 0.5
+    beta1: float = 0.5  # <= 0: no lower bound
     beta2: float = 0.8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(math.isfinite(self.rho) and self.rho >= 0, f"rho must be >= 0, got {self.rho}")
+        for name, beta in (("beta1", self.beta1), ("beta2", self.beta2)):
+            require(-1 <= beta <= 1, f"{name} is a cosine bound, from -1 to 1; got {beta}")
 
 
 def gcsam(

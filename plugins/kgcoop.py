@@ -20,11 +20,14 @@ Settings: ``kgcoop.toml``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
+from benchmark.config import require
+from benchmark.datasets.spec import template_problem
 from benchmark.engine import Engine
 from benchmark.method import Setting
 from benchmark.perf.reference_step import ReferenceDesign
@@ -39,6 +42,18 @@ from benchmark.settings import beside
 class Config(PromptConfig):
     weight: float = 8.0  # lambda of the knowledge-guided term
     anchor_template: str = ""  # empty: the dataset's hand-crafted template
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(
+            math.isfinite(self.weight) and self.weight >= 0,
+            f"weight must be >= 0, got {self.weight}",
+        )
+        if self.anchor_template:
+            require(
+                template_problem(self.anchor_template) is None,
+                f"anchor_template: {template_problem(self.anchor_template)}",
+            )
 
 
 def kgcoop_losses(step: Step, anchor: torch.Tensor, weight: float) -> dict[str, torch.Tensor]:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from benchmark.config import require
 from benchmark.engine import Engine
 from benchmark.method import LearnedState
 from benchmark.protocol import Classes, TrainData
@@ -50,14 +51,16 @@ class Config:
     tolerance: float = 1e-8
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.C) and self.C >= 0):
-            raise ValueError(f"C must be 0 (search) or positive, got {self.C}")
-        if self.max_iter < 1:
-            raise ValueError(f"max_iter must be at least 1, got {self.max_iter}")
-        if self.bisection_steps < 0:
-            raise ValueError(f"bisection_steps must be at least 0, got {self.bisection_steps}")
-        if not (math.isfinite(self.tolerance) and self.tolerance > 0):
-            raise ValueError(f"tolerance must be positive, got {self.tolerance}")
+        require(math.isfinite(self.C) and self.C >= 0, f"C must be 0 (search) or > 0, got {self.C}")
+        require(self.max_iter >= 1, f"max_iter must be at least 1, got {self.max_iter}")
+        require(
+            self.bisection_steps >= 0,
+            f"bisection_steps must be at least 0, got {self.bisection_steps}",
+        )
+        require(
+            math.isfinite(self.tolerance) and self.tolerance > 0,
+            f"tolerance must be positive, got {self.tolerance}",
+        )
 
 
 def fit_logistic(

@@ -31,6 +31,7 @@ Settings: ``prograd.toml``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -38,6 +39,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from benchmark.config import require
+from benchmark.datasets.spec import template_problem
 from benchmark.engine import Engine
 from benchmark.method import Setting
 from benchmark.perf.reference_step import ReferenceDesign, project_conflicting
@@ -56,6 +59,18 @@ class Config(PromptConfig):
     lambda_: float = 1.0
     teacher_template: str = ""  # empty: the dataset's hand-crafted template
     ensemble: bool = False  # ProGrad++: the CLIP++ ensemble teacher
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(
+            math.isfinite(self.lambda_) and self.lambda_ >= 0,
+            f"lambda_ must be >= 0, got {self.lambda_}",
+        )
+        if self.teacher_template:
+            require(
+                template_problem(self.teacher_template) is None,
+                f"teacher_template: {template_problem(self.teacher_template)}",
+            )
 
 
 def prograd_project(

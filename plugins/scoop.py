@@ -16,8 +16,10 @@ is not a setting: set ``rho`` by hand).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from benchmark.config import require
 from benchmark.perf.reference_step import ReferenceDesign
 from benchmark.prompting.method import PromptConfig, PromptMethod
 from benchmark.prompting.rules import UpdateRule
@@ -28,6 +30,10 @@ from benchmark.settings import beside
 @dataclass(frozen=True)
 class Config(PromptConfig):
     rho: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(math.isfinite(self.rho) and self.rho >= 0, f"rho must be >= 0, got {self.rho}")
 
 
 def scoop_rule(rho: float) -> UpdateRule:

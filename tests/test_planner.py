@@ -1,4 +1,5 @@
-"""The planner: the matrix of a request, its groups and run ids, planned without any data."""
+"""The planner: the matrix of a request, its groups and run ids (which include the data's
+and the weights' fingerprints); without reading the data, the configs alone."""
 
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ from benchmark.request import RunRequest
 from tests.conftest import TOY_DATASET
 
 
-def request(**changes) -> RunRequest:
+def request(backbone, **changes) -> RunRequest:
     values = dict(
         methods=["zeroshot", "coop", "coop:csc"],
         protocols=["few_shot", "cross_dataset"],
         datasets=[TOY_DATASET, "toy_target", "toy_shift"],
         seeds=[1, 2, 3],
-        backbone=BackboneSpec("tiny", None, Path("w.safetensors")),
+        backbone=backbone,
         results=Path("unused"),
         cache_dir=Path("unused"),
         shots=[1, 4],
@@ -36,20 +37,24 @@ def unreadable(ctx):
     raise AssertionError("planning read a dataset")
 
 
-def plan(registry, **changes):
-    req = request(**changes)
-    for entry in registry.datasets.entries.values():  # planning must not read any dataset
-        entry.value = dataclasses.replace(entry.value, load=unreadable)
-    context = DataContext(Path("/nonexistent"), Path())
-    catalog = DatasetCatalog(registry.datasets, context, req.datasets)
-    return planner.plan(registry, req, catalog)
+@pytest.fixture
+def plan(tiny_backbone):
+    """``plan(registry, read_data=True, **changes)``: the groups of a request on the toy
+    datasets with the tiny model's weights (whose fingerprint every run id holds)."""
+
+    def planned(registry, read_data: bool = True, **changes):
+        req = request(changes.pop("backbone", tiny_backbone), **changes)
+        catalog = DatasetCatalog(registry.datasets, DataContext(None, Path()), req.datasets)
+        return planner.plan(registry, req, catalog, read_data)
+
+    return planned
 
 
 def ids(groups) -> set[str]:
     return {cell.run_id for group in groups for cell in group}
 
 
-def test_the_matrix_and_its_groups(toy_registry):
+def test_the_matrix_and_its_groups(toy_registry, plan):
     groups = plan(toy_registry)
     # few-shot trains on the source and the target (not the shift); cross-dataset on the source
     expected = {
@@ -72,13 +77,22 @@ def test_the_matrix_and_its_groups(toy_registry):
     assert ids(plan(toy_registry)) == ids(groups)  # deterministic
 
 
-def test_the_run_id_holds_everything_that_decides_a_result(toy_registry, monkeypatch):
+def test_without_the_data_the_configs_are_planned_and_nothing_is_read(toy_registry, plan):
+    with_data = plan(toy_registry)
+    for entry in toy_registry.datasets.entries.values():
+        entry.value = dataclasses.replace(entry.value, load=unreadable)
+    without = plan(toy_registry, read_data=False)
+    assert [[c.key for c in g] for g in without] == [[c.key for c in g] for g in with_data]
+    assert all(c.run_id == "" for g in without for c in g)
+
+
+def test_the_run_id_holds_everything_that_decides_a_result(toy_registry, plan, monkeypatch):
     base = ids(plan(toy_registry, methods=["coop"], protocols=["few_shot"], shots=[1]))
     assert len(base) == 6
     changed = {
         "config": dict(overrides={"coop": {"epochs": "3"}}),
         "preset": dict(preset="reference"),
-        "weights": dict(backbone=BackboneSpec("tiny", "other-tag")),
+        "weights": dict(backbone=BackboneSpec("vlprompt-test-tiny", "other-tag")),
     }
     for what, change in changed.items():
         other = plan(toy_registry, methods=["coop"], protocols=["few_shot"], shots=[1], **change)
@@ -88,7 +102,7 @@ def test_the_run_id_holds_everything_that_decides_a_result(toy_registry, monkeyp
     assert not ids(engine) & base
 
 
-def test_a_changed_template_is_a_new_run(toy_registry):
+def test_a_changed_template_is_a_new_run(toy_registry, plan):
     before = ids(plan(toy_registry, methods=["zeroshot"], protocols=["few_shot"]))
     entry = toy_registry.datasets.entries[TOY_DATASET]
     entry.value = dataclasses.replace(entry.value, template="a drawing of a {}.")
@@ -96,7 +110,7 @@ def test_a_changed_template_is_a_new_run(toy_registry):
     assert len(before & after) == len(before) // 2  # toy_target's runs are unchanged
 
 
-def test_variants_and_overrides_resolve_per_method(toy_registry):
+def test_variants_and_overrides_resolve_per_method(toy_registry, plan):
     groups = plan(
         toy_registry,
         protocols=["few_shot"],

@@ -132,16 +132,18 @@ def test_scoop_dagger_runs_the_radius_table4_printed(published, planned):
     own = table4[table4["variant"] == ""].set_index("dataset")["value"]
     cells = planned["gcscoop/table1"]
     dagger = {c.cell.dataset: c.cell for c in cells if c.variant == "best_rho"}
-    main_ids = {c.cell.run_id for c in cells if c.variant == "" and c.cell.method == "scoop"}
+    main_ids = {c.cell.key for c in cells if c.variant == "" and c.cell.method == "scoop"}
     assert set(dagger) == set(best.index) and len(best) == 11
     for dataset, cell in dagger.items():
         assert cell.config.rho == pytest.approx(best[dataset])
-        assert (cell.run_id in main_ids) == (best[dataset] == own[dataset]), dataset
+        assert (cell.key in main_ids) == (best[dataset] == own[dataset]), dataset
 
 
-def _ids(cells, **where) -> set[str]:
+def _ids(cells, **where) -> set[tuple]:
+    """What the matching cells run (their keys: within one data root, equal keys are equal
+    run ids)."""
     return {
-        c.cell.run_id
+        c.cell.key
         for c in cells
         if all(getattr(c.cell if k != "variant" else c, k) == v for k, v in where.items())
     }
@@ -165,7 +167,8 @@ def test_runs_shared_between_recipes_have_equal_run_ids(planned):
 
 
 def test_one_backbone_per_table2_recipe_and_distinct_runs(planned):
-    ids = [_ids(planned[f"prograd-iccv2023/table2{x}"]) for x in "abcd"]
+    names = [f"prograd-iccv2023/table2{x}" for x in "abcd"]
+    ids = [{(BOOK.get(name).backbone, key) for key in _ids(planned[name])} for name in names]
     assert all(len(i) == 15 for i in ids)  # 5 methods x 1 shot count x 3 seeds
     assert len(set().union(*ids)) == 60
 

@@ -14,8 +14,10 @@ from benchmark.cli import main
 from benchmark.datasets.standard import TRAINED_ON
 from benchmark.errors import UserError
 from benchmark.method import Setting
+from benchmark.miniworld.model import CHECKPOINT, MODEL_NAME
 from benchmark.registry import build_registry
 from benchmark.settings import Settings, tomllib
+from tests.conftest import write_imagefolder
 
 PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
 FAMILY = PLUGINS.parent / "benchmark" / "prompting" / "family.toml"
@@ -91,9 +93,23 @@ def test_config_command_prints_the_planned_cell(capsys):
     for field, value in expected("prograd", {**cell, "preset": "reference"}).items():
         assert report["config"][field] == value
         assert report["sources"][field].startswith(("BeierZhu/", "KaiyangZhou/"))
-    assert report["pretrained"] == "openai" and len(report["run_id"]) == 20
+    assert report["pretrained"] == "openai"
+    assert report["run_id"] is None and "--data-root" in report["run_id_missing"]  # no data here
     assert report["texts"]["teacher"] == ["a type of pet, a photo of a {}."]
     assert report["texts"]["prompt"] == "X X X X X X X X a type of pet, a photo of a {}."
+
+
+def test_the_config_and_the_run_id_are_those_run_records(tmp_path, capsys):
+    """On data that can be read, ``config`` prints the run id that ``run`` records."""
+    data = write_imagefolder(tmp_path / "shapes", ("red square", "green circle"), (2, 1, 2))
+    common = ["--cache-dir", str(tmp_path / "cache")]
+    common += ["--backbone", MODEL_NAME, "--checkpoint", str(CHECKPOINT)]
+    cell = ["--protocol", "few_shot", "--dataset", "shapes", "--shots", "1", "--seed", "2"]
+    report = config_json("zeroshot", *cell, "--register", f"shapes={data}", *common, capsys=capsys)
+    argv = ["run", "--methods", "zeroshot", "--protocols", "few_shot", "--dataset"]
+    argv += [f"shapes={data}", "--shots", "1", "--seeds", "2", "--results", str(tmp_path / "r")]
+    assert main(["--no-plugin-autoload", *argv, *common, "--no-leaderboard"]) == 0
+    assert (tmp_path / "r" / "runs" / f"{report['run_id']}.parquet").is_file()
 
 
 def test_official_values(capsys):

@@ -49,6 +49,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--data-root", type=Path, help="where the standard datasets are")
     parser.add_argument(
+        "--register",
+        dest="user_datasets",
+        action="append",
+        default=[],
+        metavar="NAME[@SOURCE]=PATH[:TEMPLATE]",
+        help="your own dataset, as run's --dataset (then --dataset NAME shows its cell)",
+    )
+    parser.add_argument(
         "--cache-dir", type=Path, help="where the mini world is (default: as for run)"
     )
     parser.add_argument(

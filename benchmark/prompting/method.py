@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import torch
 import torch.nn.functional as F
 
+from benchmark.config import require
 from benchmark.engine import Engine
 from benchmark.method import LearnedState, Setting
 from benchmark.perf.reference_step import ReferenceDesign
@@ -43,11 +44,6 @@ FAMILY_SETTINGS = Path(__file__).with_name("family.toml")
 #: The longest context: [SOS], the context, a one-token class name, "." and [EOT] in CLIP's
 #: 77 positions.
 MAX_CONTEXT = 73
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
 
 
 @dataclass(frozen=True)
@@ -73,27 +69,27 @@ class PromptConfig:
     views: int = 0
 
     def __post_init__(self) -> None:
-        _check(0 <= self.n_ctx <= MAX_CONTEXT, f"n_ctx must be 0..{MAX_CONTEXT}, got {self.n_ctx}")
-        _check(self.n_ctx > 0 or bool(self.ctx_init), "n_ctx 0 needs an init phrase (ctx_init)")
+        require(0 <= self.n_ctx <= MAX_CONTEXT, f"n_ctx must be 0..{MAX_CONTEXT}, got {self.n_ctx}")
+        require(self.n_ctx > 0 or bool(self.ctx_init), "n_ctx 0 needs an init phrase (ctx_init)")
         if self.ctx_init:
-            _check(
+            require(
                 " ".join(self.ctx_init.split()) == self.ctx_init,
                 f"ctx_init {self.ctx_init!r}: words separated by single spaces, no spaces around",
             )
-            _check(
+            require(
                 words(self.ctx_init) <= (self.n_ctx or MAX_CONTEXT),
                 f"ctx_init {self.ctx_init!r} has {words(self.ctx_init)} words, more than "
                 f"n_ctx={self.n_ctx}",
             )
-        _check(self.epochs >= 0, f"epochs must be at least 0 (0: untrained), got {self.epochs}")
-        _check(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
-        _check(math.isfinite(self.lr) and self.lr > 0, f"lr must be positive, got {self.lr}")
-        _check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
-        _check(
+        require(self.epochs >= 0, f"epochs must be at least 0 (0: untrained), got {self.epochs}")
+        require(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
+        require(math.isfinite(self.lr) and self.lr > 0, f"lr must be positive, got {self.lr}")
+        require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
+        require(
             math.isfinite(self.weight_decay) and self.weight_decay >= 0,
             f"weight_decay must be at least 0, got {self.weight_decay}",
         )
-        _check(self.views >= 0, f"views must be at least 0 (0: one per epoch), got {self.views}")
+        require(self.views >= 0, f"views must be at least 0 (0: one per epoch), got {self.views}")
 
     def optimisation(self) -> Optimisation:
         return Optimisation(
