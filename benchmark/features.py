@@ -257,7 +257,8 @@ class FeatureCache:
         )
         per_view: dict[int, list[torch.Tensor]] = {v: [] for v in views}
         done_keys: list[str] = []
-        bar = tqdm(total=len(paths) * len(views), desc="encoding images", unit="view", leave=False)
+        total = len(paths) * len(views)  # a bar on a terminal only (disable=None), not in a log
+        bar = tqdm(total=total, desc="encoding images", unit="view", leave=False, disable=None)
         for batch in loader:
             for _, pixels in batch:
                 if isinstance(pixels, str):

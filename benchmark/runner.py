@@ -35,6 +35,7 @@ from benchmark.config import config_json
 from benchmark.datasets.spec import REFERENCE_AUGMENTATION, Augmentation, DataContext, Sample
 from benchmark.errors import UserError, first_line
 from benchmark.planner import Cell, check_not_empty, method_of
+from benchmark.progress import MatrixProgress
 from benchmark.protocol import Plan
 from benchmark.registry import Registry
 from benchmark.request import RunRequest, split_variant
@@ -147,6 +148,9 @@ class Runner:
             summary.skipped += len(group) - len(remaining)
             if remaining:
                 todo.append(remaining)
+        # Cells that train on no augmented view (zero-shot, a linear probe) take seconds: they
+        # run first, so that their results do not wait behind the long ones.
+        todo.sort(key=lambda g: bool(self._method(g[0].method).training_views(g[0].config)))
         if todo:
             self.store.ensure_writable()
         n_todo = sum(len(g) for g in todo)
@@ -397,7 +401,8 @@ class Runner:
 def _label(group: list[Cell]) -> str:
     head = group[0]
     return (
-        f"{head.method} · {head.protocol} · {head.dataset} · {head.shots} shots · "
+        f"{head.method} · {head.protocol} · {head.dataset} · {head.shots} "
+        f"shot{'s' if head.shots != 1 else ''} · "
         f"seeds {','.join(str(c.seed) for c in group)}"
     )
 
@@ -407,15 +412,15 @@ class WorkQueue:
 
     Taking a group claims its cells; cells another runner holds (reported as held), or
     finished since the plan was made (skipped), are left out. A failed group comes back,
-    first in line, while it has retries left (``RunRequest.retries``).
+    first in line, while it has retries left (``RunRequest.retries``). Each group taken is
+    announced with the matrix's progress (:class:`~benchmark.progress.MatrixProgress`).
     """
 
     def __init__(self, runner: Runner, groups: list[list[Cell]], summary: Summary) -> None:
         self.pending: deque[list[Cell]] = deque(groups)
         self._runner = runner
         self._summary = summary
-        self._total = sum(len(g) for g in groups)
-        self._taken = 0
+        self.progress = MatrixProgress(groups)
         self._again: deque[list[Cell]] = deque()
         self._attempts: dict[str, int] = {}
         self._held: dict[str, list[Cell]] = {}
@@ -424,7 +429,8 @@ class WorkQueue:
         """The next group to run, claimed; ``None`` when there is none now."""
         if self._again:
             group = self._again.popleft()
-            self._runner.progress(f"[again] {_label(group)}")
+            self._runner.progress(f"[{self.progress.line()}] again: {_label(group)}")
+            self.progress.started(group)
             return group
         store = self._runner.store
         while self.pending:
@@ -440,10 +446,12 @@ class WorkQueue:
                     self._summary.skipped += 1
                     continue
                 ours.append(cell)
-            self._taken += len(group)
+            if len(ours) < len(group):
+                self.progress.skipped(len(group) - len(ours), group[0].method)
             if ours:
                 self._held[ours[0].run_id] = ours
-                self._runner.progress(f"[{self._taken}/{self._total}] {_label(ours)}")
+                self._runner.progress(f"[{self.progress.line()}] {_label(ours)}")
+                self.progress.started(ours)
                 return ours
         return None
 
@@ -459,6 +467,7 @@ class WorkQueue:
 
     def finish(self, group: list[Cell]) -> None:
         """Release the claims of a group whose results are written."""
+        self.progress.finished(group)
         self._release(self._held.pop(group[0].run_id))
 
     def release_all(self) -> None:

@@ -107,7 +107,8 @@ def fit(
         cache.ensure(run.samples, opt.views, run.augmentation, run.seed)
     totals: dict[str, torch.Tensor] = {}
     steps = 0
-    for epoch in tqdm(range(opt.epochs), desc="training", unit="epoch", leave=False):
+    epochs = tqdm(range(opt.epochs), desc="training", unit="epoch", leave=False, disable=None)
+    for epoch in epochs:  # a bar on a terminal only (disable=None), never in a log
         lr = learning_rate(epoch, opt.lr, opt.epochs, opt.warmup_lr, opt.squared_cosine, opt.warmup)
         for group in optimiser.param_groups:
             group["lr"] = lr
