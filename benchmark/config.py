@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -22,6 +23,20 @@ def require(condition: bool, message: str) -> None:
     ``condition``; ``--set`` reports it as a one-line usage error naming the field."""
     if not condition:
         raise ValueError(message)
+
+
+def at_least(name: str, value: float, low: float) -> None:
+    """A config field that must be a finite number of at least ``low``."""
+    require(math.isfinite(value) and value >= low, f"{name} must be at least {low}, got {value}")
+
+
+def a_template(name: str, template: str) -> None:
+    """A config field holding a hand-crafted prompt (empty: the dataset's own): ``{}`` once."""
+    if template:
+        from benchmark.datasets.spec import template_problem
+
+        problem = template_problem(template)
+        require(problem is None, f"{name}: {problem}")
 
 
 def parse_sets(items: Iterable[str]) -> dict[str, dict[str, str]]:

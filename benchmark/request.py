@@ -3,9 +3,10 @@
 :class:`RunRequest` is the fully resolved request the runner executes. :func:`resolve_request`
 builds one from the user's choices, filling what is left out the way ``python -m benchmark
 run`` does: without a data root and datasets, the offline mini world with its own tiny CLIP,
-seed 1 and the ``quick`` preset; with real data (a data root, or datasets of your own),
-ViT-B-16 with the ``openai`` weights, seeds 1, 2, 3 and the ``reference`` preset. The CLI and
-the performance tools both call it, so a default is decided in one place.
+seed 1 and the ``quick`` preset at 4 shots; with real data (a data root, or datasets of your
+own), ViT-B-16 with the ``openai`` weights, seeds 1, 2, 3, the ``reference`` preset and each
+protocol's shot counts. The CLI and the performance tools both call it, so a default is
+decided in one place.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 MINI_WORLD = "mini"
 STANDARD_WORLD = "standard"
 STANDARD_BACKBONE = ("ViT-B-16", "openai")
+#: The default benchmark's shot count on the mini world, for every protocol (ProGrad's
+#: base-to-new and transfer setting): it keeps the default run to minutes on 2 CPU cores.
+#: The full few-shot curve is ``--shots 1,2,4,8,16``.
+MINI_SHOTS = (4,)
 DEFAULT_RESULTS = Path("results")
 CACHE_ENV = "VLPROMPT_BENCH_CACHE"
 VARIANT_SEPARATOR = ":"
@@ -194,7 +199,7 @@ def resolve_request(
         results=Path(results),
         cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(),
         data_root=data_root,
-        shots=list(shots) if shots else None,
+        shots=list(shots or (MINI_SHOTS if mini else ())) or None,
         device=resolve_device(device),
         preset=preset or ("quick" if mini else "reference"),
         overrides=parse_sets(sets),

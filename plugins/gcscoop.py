@@ -29,13 +29,12 @@ branch (``gcscoop_branch_ce``, ``gcscoop_branch_sam``, ``gcscoop_branch_bisector
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from benchmark.config import require
+from benchmark.config import at_least, require
 from benchmark.perf.reference_step import ReferenceDesign, bisector
 from benchmark.prompting.method import PromptConfig, PromptMethod
 from benchmark.prompting.rules import Grads, UpdateRule, combine, dot, flat
@@ -54,7 +53,7 @@ class Config(PromptConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(math.isfinite(self.rho) and self.rho >= 0, f"rho must be >= 0, got {self.rho}")
+        at_least("rho", self.rho, 0)
         for name, beta in (("beta1", self.beta1), ("beta2", self.beta2)):
             require(-1 <= beta <= 1, f"{name} is a cosine bound, from -1 to 1; got {beta}")
 

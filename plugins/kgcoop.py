@@ -20,14 +20,12 @@ Settings: ``kgcoop.toml``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
-from benchmark.config import require
-from benchmark.datasets.spec import template_problem
+from benchmark.config import a_template, at_least
 from benchmark.engine import Engine
 from benchmark.method import Setting
 from benchmark.perf.reference_step import ReferenceDesign
@@ -45,15 +43,8 @@ class Config(PromptConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(
-            math.isfinite(self.weight) and self.weight >= 0,
-            f"weight must be >= 0, got {self.weight}",
-        )
-        if self.anchor_template:
-            require(
-                template_problem(self.anchor_template) is None,
-                f"anchor_template: {template_problem(self.anchor_template)}",
-            )
+        at_least("weight", self.weight, 0)
+        a_template("anchor_template", self.anchor_template)
 
 
 def kgcoop_losses(step: Step, anchor: torch.Tensor, weight: float) -> dict[str, torch.Tensor]:

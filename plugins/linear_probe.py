@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from benchmark.config import require
+from benchmark.config import at_least, require
 from benchmark.engine import Engine
 from benchmark.method import LearnedState
 from benchmark.protocol import Classes, TrainData
@@ -51,16 +51,10 @@ class Config:
     tolerance: float = 1e-8
 
     def __post_init__(self) -> None:
-        require(math.isfinite(self.C) and self.C >= 0, f"C must be 0 (search) or > 0, got {self.C}")
-        require(self.max_iter >= 1, f"max_iter must be at least 1, got {self.max_iter}")
-        require(
-            self.bisection_steps >= 0,
-            f"bisection_steps must be at least 0, got {self.bisection_steps}",
-        )
-        require(
-            math.isfinite(self.tolerance) and self.tolerance > 0,
-            f"tolerance must be positive, got {self.tolerance}",
-        )
+        at_least("C", self.C, 0)  # 0: searched
+        at_least("max_iter", self.max_iter, 1)
+        at_least("bisection_steps", self.bisection_steps, 0)
+        require(self.tolerance > 0, f"tolerance must be positive, got {self.tolerance}")
 
 
 def fit_logistic(

@@ -31,7 +31,6 @@ Settings: ``prograd.toml``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -39,8 +38,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from benchmark.config import require
-from benchmark.datasets.spec import template_problem
+from benchmark.config import a_template, at_least
 from benchmark.engine import Engine
 from benchmark.method import Setting
 from benchmark.perf.reference_step import ReferenceDesign, project_conflicting
@@ -62,15 +60,8 @@ class Config(PromptConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(
-            math.isfinite(self.lambda_) and self.lambda_ >= 0,
-            f"lambda_ must be >= 0, got {self.lambda_}",
-        )
-        if self.teacher_template:
-            require(
-                template_problem(self.teacher_template) is None,
-                f"teacher_template: {template_problem(self.teacher_template)}",
-            )
+        at_least("lambda_", self.lambda_, 0)
+        a_template("teacher_template", self.teacher_template)
 
 
 def prograd_project(

@@ -16,10 +16,9 @@ is not a setting: set ``rho`` by hand).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from benchmark.config import require
+from benchmark.config import at_least
 from benchmark.perf.reference_step import ReferenceDesign
 from benchmark.prompting.method import PromptConfig, PromptMethod
 from benchmark.prompting.rules import UpdateRule
@@ -33,7 +32,7 @@ class Config(PromptConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(math.isfinite(self.rho) and self.rho >= 0, f"rho must be >= 0, got {self.rho}")
+        at_least("rho", self.rho, 0)
 
 
 def scoop_rule(rho: float) -> UpdateRule:

@@ -76,10 +76,10 @@ def one_line(capsys, code: int, expected_code: int, *fragments: str) -> str:
         (["--methods", "coop", "--set", "coop.batch_size=0"], ["batch_size must be at least 1"]),
         (["--methods", "coop", "--set", "coop.views=-1"], ["views must be at least 0"]),
         (["--methods", "coop", "--set", "coop.lr=0"], ["lr must be positive"]),
-        (["--methods", "kgcoop", "--set", "kgcoop.weight=-1"], ["weight must be >= 0"]),
+        (["--methods", "kgcoop", "--set", "kgcoop.weight=-1"], ["weight must be at least 0"]),
         (["--methods", "gcscoop", "--set", "gcscoop.beta2=2"], ["beta2 is a cosine bound"]),
-        (["--methods", "scoop", "--set", "scoop.rho=-0.1"], ["rho must be >= 0"]),
-        (["--methods", "prograd", "--set", "prograd.lambda_=-1"], ["lambda_ must be >= 0"]),
+        (["--methods", "scoop", "--set", "scoop.rho=-0.1"], ["rho must be at least 0"]),
+        (["--methods", "prograd", "--set", "prograd.lambda_=-1"], ["lambda_ must be at least 0"]),
         (["--methods", "linear_probe", "--set", "linear_probe.max_iter=0"], ["max_iter"]),
         (
             ["--methods", "kgcoop", "--set", "kgcoop.anchor_template=a {} {}"],

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import torch
 import torch.nn.functional as F
 
-from benchmark.config import require
+from benchmark.config import at_least, require
 from benchmark.engine import Engine
 from benchmark.method import LearnedState, Setting
 from benchmark.perf.reference_step import ReferenceDesign
@@ -81,15 +81,12 @@ class PromptConfig:
                 f"ctx_init {self.ctx_init!r} has {words(self.ctx_init)} words, more than "
                 f"n_ctx={self.n_ctx}",
             )
-        require(self.epochs >= 0, f"epochs must be at least 0 (0: untrained), got {self.epochs}")
-        require(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
+        at_least("epochs", self.epochs, 0)  # 0: untrained
+        at_least("batch_size", self.batch_size, 1)
         require(math.isfinite(self.lr) and self.lr > 0, f"lr must be positive, got {self.lr}")
         require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
-        require(
-            math.isfinite(self.weight_decay) and self.weight_decay >= 0,
-            f"weight_decay must be at least 0, got {self.weight_decay}",
-        )
-        require(self.views >= 0, f"views must be at least 0 (0: one per epoch), got {self.views}")
+        at_least("weight_decay", self.weight_decay, 0)
+        at_least("views", self.views, 0)  # 0: a new view each epoch
 
     def optimisation(self) -> Optimisation:
         return Optimisation(
