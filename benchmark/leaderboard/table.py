@@ -20,6 +20,7 @@ from benchmark.leaderboard.cells import Measurements
 from benchmark.leaderboard.layout import Column, Key, Layout, keys_of
 
 __all__ = [
+    "BEYOND_MARK",
     "DELTA",
     "MEASURED",
     "PAPER",
@@ -36,12 +37,18 @@ __all__ = [
 MEASURED, PAPER, DELTA = "measured", "paper", "delta"
 """The kinds of table rows: a method's numbers, its published numbers, their difference."""
 
+BEYOND_MARK = "!"
+"""Printed after a difference from a published number that lies beyond the seed spread."""
+
 
 class Stat(NamedTuple):
-    """A table number: a mean and, where one is shown, its std."""
+    """A table number: a mean and, where one is shown, its std; a difference from a
+    published number knows whether it lies beyond the seed spread
+    (:mod:`benchmark.leaderboard.comparison`)."""
 
     mean: float
     std: float | None = None
+    beyond_spread: bool = False
 
 
 class TableRow(NamedTuple):
