@@ -45,7 +45,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Section:
-    """One table of the leaderboard: its heading, the table, its notes, and what it shows."""
+    """One table of the leaderboard: its heading, the table, its notes, and what it shows
+    (``shots`` None: a table over several shot counts)."""
 
     heading: str
     table: Table
@@ -53,7 +54,7 @@ class Section:
     protocol: str
     backbone: str
     pretrained: str
-    shots: int
+    shots: int | None
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ spread, the one rule of what counts as reproduced:
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -62,6 +62,7 @@ __all__ = [
     "compare_cell",
     "compare_cells",
     "delta_stat",
+    "published_at",
     "published_for",
     "published_key",
     "unpublished_datasets",
@@ -99,19 +100,26 @@ def published_for(
     rows = comparable(reference)
     if pretrained != PUBLISHED_PRETRAINED:
         rows = rows.iloc[0:0]
-    rows = rows[
-        (rows["protocol"] == protocol)
-        & (rows["backbone"] == backbone)
-        & ((rows["shots"] == shots) | (rows["shots"] == 0))
-    ]
+    rows = rows[(rows["protocol"] == protocol) & (rows["backbone"] == backbone)]
+    return published_at(rows, shots, lambda method, variant: method)
+
+
+def published_at(
+    rows: pd.DataFrame, shots: int, row_of: Callable[[str, str], str | None]
+) -> Published:
+    """The numbers of these rows of the published table at ``shots`` (and zero-shot's, at 0
+    shots), keyed by (``row_of(method, variant)``, dataset, eval_dataset, split); rows whose
+    ``row_of`` is None are left out; of two rows with one key, the first counts."""
+    rows = rows[(rows["shots"] == shots) | (rows["shots"] == 0)]
     values: dict[tuple, float] = {}
     sources: dict[tuple, tuple[str, str]] = {}
-    columns = ["method", "dataset", "eval_dataset", "split", "value", "paper", "table"]
-    for method, dataset, eval_dataset, split, value, paper, name in rows[columns].itertuples(
-        index=False
-    ):
-        key = (method, dataset, eval_dataset, split)
-        if key not in values:
+    columns = ["method", "variant", "dataset", "eval_dataset", "split", "value", "paper", "table"]
+    for method, variant, dataset, eval_dataset, split, value, paper, name in rows[
+        columns
+    ].itertuples(index=False):
+        row = row_of(method, variant)
+        key = (row, dataset, eval_dataset, split)
+        if row is not None and key not in values:
             values[key] = float(value)
             sources[key] = (paper, name)
     return Published(values, sources)

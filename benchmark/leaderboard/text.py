@@ -29,7 +29,16 @@ from typing import TYPE_CHECKING
 
 from tabulate import tabulate
 
-from benchmark.leaderboard.table import BEYOND_MARK, DELTA, PAPER, Stat, Table, best_cells
+from benchmark.leaderboard.table import (
+    BEYOND_MARK,
+    DELTA,
+    PAPER,
+    Cell,
+    NotReproduced,
+    Stat,
+    Table,
+    best_cells,
+)
 
 if TYPE_CHECKING:
     from benchmark.leaderboard.board import Board
@@ -44,10 +53,12 @@ other, each with the method column (three datasets' Base, New and H fit a page, 
 papers)."""
 
 
-def format_cell(cell: Stat | None, kind: str, pm: str = PM) -> str:
+def format_cell(cell: Cell, kind: str, pm: str = PM) -> str:
     """A cell as the tables print it in a row of ``kind`` (``pm`` joins mean and std)."""
     if cell is None:
         return ""
+    if isinstance(cell, NotReproduced):
+        return cell.text
     if kind == PAPER:
         return f"{cell.mean:.2f}"
     if kind == DELTA:
@@ -125,7 +136,7 @@ def _csv(table: Table) -> str:
     for row in table.rows:
         out = [row.label, row.method, row.kind]
         for cell in row.cells:
-            if cell is None:
+            if not isinstance(cell, Stat):
                 out += ["", ""]
             else:
                 out += [f"{cell.mean:.2f}", "" if cell.std is None else f"{cell.std:.2f}"]
