@@ -47,18 +47,6 @@ class Cell:
     config: Any
     run_id: str  # empty when planned without reading the data
 
-    @property
-    def key(self) -> tuple:
-        """What the cell runs, whatever its data: equal keys of one plan are one run."""
-        return (
-            self.method,
-            self.protocol,
-            self.dataset,
-            self.shots,
-            self.seed,
-            config_json(self.config),
-        )
-
 
 def method_of(registry: Registry, name: str) -> Method:
     """The method object of ``name`` (``coop`` or ``coop:csc``; the variant is checked)."""

@@ -12,8 +12,11 @@ A recipe plans like ``run`` (:func:`benchmark.planner.plan`), one :class:`Part` 
 main methods with the preset's settings, then each ablation with its ``--set`` values. The
 run ids are the planner's, so a cell that two recipes share (table 5 repeats table 1's CoOp
 and ProGrad rows; ProGrad's lambda 1.0 on OxfordPets is table 1's ProGrad) is run once and
-reused. :func:`recipe_cells` plans without the data when given no data root (no run ids
-then: they include the data's fingerprint).
+reused. A run id holds the fingerprints of the data a cell reads, so only planning with the
+data root gives them (:class:`RecipeRunner`); :func:`recipe_cells` plans without any data,
+cells without run ids, which :attr:`RecipeCell.key` identifies by what the result table
+records of them (for one data root, two cells have equal run ids exactly when their keys
+are equal).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark import planner
-from benchmark.config import parse_sets
+from benchmark.config import config_json, parse_sets
 from benchmark.errors import EXIT_ENVIRONMENT, UserError, unknown_name
 from benchmark.planner import Cell
 from benchmark.registry import Registry
@@ -42,6 +45,7 @@ else:  # pragma: no cover
 __all__ = [
     "MAIN",
     "RECIPES_FILE",
+    "RECORDED_KEY",
     "NotReproduced",
     "Part",
     "Recipe",
@@ -354,7 +358,8 @@ def recipe_request(registry: Registry, recipe: Recipe, **operational: Any) -> Ru
     """The run request of ``recipe``: every method of every part, its datasets, shots, seeds,
     backbone, weights and preset, through :func:`~benchmark.request.resolve_request` (which
     checks the names). ``operational`` are the options that do not change the matrix
-    (``data_root``, ``results``, ``cache_dir``, ``device``, ``rerun``, ``retries``)."""
+    (``data_root``, ``results``, ``cache_dir``, ``device``, ``rerun``, ``retries``, and
+    ``require_data=False`` to plan without a data root)."""
     return resolve_request(
         registry,
         methods=list(recipe.methods),
@@ -373,7 +378,8 @@ def plan_recipe(
     registry: Registry, recipe: Recipe, request: RunRequest, catalog: Any, read_data: bool = True
 ) -> list[tuple[Part, list[list[Cell]]]]:
     """Each part of ``recipe`` with its planned groups (:func:`benchmark.planner.plan` of
-    ``request`` restricted to the part's methods and datasets, with its ``--set`` values)."""
+    ``request`` restricted to the part's methods and datasets, with its ``--set`` values);
+    with ``read_data`` false, without run ids."""
     planned = []
     for part in recipe.parts:
         sub = dataclasses.replace(
@@ -387,57 +393,81 @@ def plan_recipe(
 
 
 def unique_groups(planned: list[tuple[Part, list[list[Cell]]]]) -> list[list[Cell]]:
-    """The groups of every part, each cell once (an ablation may repeat a main cell)."""
-    seen: set[tuple] = set()
+    """The groups of every part (planned with the data), each run id once (an ablation may
+    repeat a main cell)."""
+    seen: set[str] = set()
     groups = []
     for _, part_groups in planned:
         for group in part_groups:
-            fresh = [cell for cell in group if cell.key not in seen]
-            seen.update(cell.key for cell in fresh)
+            fresh = [cell for cell in group if cell.run_id not in seen]
+            seen.update(cell.run_id for cell in fresh)
             if fresh:
                 groups.append(fresh)
     return groups
 
 
+RECORDED_KEY = (
+    "method",
+    "protocol",
+    "dataset",
+    "shots",
+    "seed",
+    "backbone",
+    "pretrained",
+    "config",
+)
+"""The columns of the result table that identify a recipe's cell (:attr:`RecipeCell.key`)."""
+
+
 @dataclass(frozen=True)
 class RecipeCell:
-    """A planned cell of a recipe with the variant of the part it belongs to."""
+    """A planned cell of a recipe, with the variant of the part it belongs to and the
+    recipe's backbone and weights."""
 
     variant: str
     cell: Cell
+    backbone: str
+    pretrained: str
+
+    @property
+    def key(self) -> tuple[str, str, str, int, int, str, str, str]:
+        """What the result table records of the cell's identity: its values of
+        :data:`RECORDED_KEY`, the config as the ``config`` column holds it. The rest of a run
+        id is fixed by these (the dataset's template, the method's code version) or is the
+        content of the data and weights, which the table does not record: for one data
+        root, two cells have equal run ids exactly when their keys are equal."""
+        cell = self.cell
+        return (
+            cell.method,
+            cell.protocol,
+            cell.dataset,
+            cell.shots,
+            cell.seed,
+            self.backbone,
+            self.pretrained,
+            config_json(cell.config),
+        )
 
 
 def unique_cells(cells: Iterable[RecipeCell]) -> list[Cell]:
-    """The planned cells, each once."""
-    return list({c.cell.key: c.cell for c in cells}.values())
+    """The planned cells, each once (by :attr:`RecipeCell.key`)."""
+    return list({c.key: c.cell for c in cells}.values())
 
 
-def recipe_cells(
-    registry: Registry, recipe: Recipe, data_root: Path | None = None
-) -> list[RecipeCell]:
-    """Every planned cell of ``recipe`` with its part's variant. With ``data_root`` the cells
-    carry the run ids ``run --recipe`` records (they include the data's fingerprint);
-    without, planning reads no data and the run ids are empty. A cell in several parts
-    appears once per part."""
+def recipe_cells(registry: Registry, recipe: Recipe) -> list[RecipeCell]:
+    """Every planned cell of ``recipe`` with its part's variant, planned without any data:
+    without run ids (see the module doc). A cell in several parts appears once per part."""
     from benchmark.catalog import DatasetCatalog
     from benchmark.datasets.spec import DataContext
 
-    unused = Path("unused")  # planning writes nothing
+    unused = Path("unused")  # planning writes nothing and reads no data
     request = recipe_request(
-        registry,
-        recipe,
-        data_root=data_root,
-        results=unused,
-        cache_dir=unused,
-        device="cpu",
-        require_data=False,
+        registry, recipe, results=unused, cache_dir=unused, device="cpu", require_data=False
     )
-    context = DataContext(data_root, unused)
-    catalog = DatasetCatalog(registry.datasets, context, request.datasets)
-    planned = plan_recipe(registry, recipe, request, catalog, read_data=data_root is not None)
+    catalog = DatasetCatalog(registry.datasets, DataContext(None, unused), request.datasets)
     return [
-        RecipeCell(part.variant, cell)
-        for part, groups in planned
+        RecipeCell(part.variant, cell, recipe.backbone, recipe.pretrained)
+        for part, groups in plan_recipe(registry, recipe, request, catalog, read_data=False)
         for group in groups
         for cell in group
     ]

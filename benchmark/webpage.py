@@ -4,6 +4,9 @@ sortable by clicking a column header, by a small inline script), each figure of
 :mod:`benchmark.plots` embedded as base64 PNG right after the tables it belongs with. No
 external file, font or script is referenced, so the page can be mailed or archived as it is.
 
+A difference from a published number that lies beyond the seed spread is bold on red
+(class ``beyond``); a cell no run of the suite can give shows ``n/r`` (class ``nr``).
+
 Tables with grouped columns (base-to-new's Base, New and H per dataset) get a second header
 row naming the groups, as in the papers. Sorting keeps a method's ``· paper`` and ``· Δ`` rows
 under it: each method's rows form one ``<tbody>`` and the groups are ordered by the clicked
@@ -20,7 +23,16 @@ import re
 from collections.abc import Iterable, Sequence
 
 from benchmark.leaderboard.board import Board, Section
-from benchmark.leaderboard.table import DELTA, MEASURED, PAPER, Table, best_cells
+from benchmark.leaderboard.table import (
+    DELTA,
+    MEASURED,
+    PAPER,
+    Cell,
+    NotReproduced,
+    Stat,
+    Table,
+    best_cells,
+)
 from benchmark.leaderboard.text import format_cell
 from benchmark.plots import Plot
 
@@ -44,6 +56,8 @@ td.best { font-weight: bold; }
 tr.paper td { color: #555; font-style: italic; }
 tr.delta td { color: #555; }
 td.neg { color: #b00; } td.pos { color: #070; }
+td.beyond { font-weight: bold; background: #fde8e8; }
+td.nr { color: #888; font-style: italic; }
 p.note { color: #444; font-size: 0.9em; max-width: 60em; }
 figure { margin: 0.8em 0 1.5em; } figure img { max-width: 100%; }
 """
@@ -77,14 +91,18 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 """
 
 
-def _cell(cell: object, kind: str, css: list[str]) -> str:
-    """A value cell; ``css`` its classes (a group's first column, the best value)."""
-    if cell is not None and kind == DELTA:
-        css = [*css, "neg" if cell.mean < 0 else "pos"]
+def _cell(cell: Cell, kind: str, css: list[str]) -> str:
+    """A value cell; ``css`` its classes (a group's first column, the best value). A
+    difference is ``neg`` or ``pos``, and ``beyond`` where it lies beyond the seed spread; a
+    cell no run can give is ``nr``. Only numbers have a sort value."""
+    if isinstance(cell, Stat) and kind == DELTA:
+        css = [*css, "neg" if cell.mean < 0 else "pos", *(["beyond"] if cell.beyond_spread else [])]
+    if isinstance(cell, NotReproduced):
+        css = [*css, "nr"]
     attribute = f' class="{" ".join(css)}"' if css else ""
-    if cell is None:
-        return f'<td data-value=""{attribute}></td>'
-    return f'<td data-value="{cell.mean!r}"{attribute}>{html.escape(format_cell(cell, kind))}</td>'
+    value = repr(cell.mean) if isinstance(cell, Stat) else ""
+    text = html.escape(format_cell(cell, kind))
+    return f'<td data-value="{value}"{attribute}>{text}</td>'
 
 
 def _group_starts(table: Table) -> set[int]:

@@ -131,25 +131,29 @@ def test_scoop_dagger_runs_the_radius_table4_printed(published, planned):
     best = table4[table4["variant"] == "best_rho"].set_index("dataset")["value"]
     own = table4[table4["variant"] == ""].set_index("dataset")["value"]
     cells = planned["gcscoop/table1"]
-    dagger = {c.cell.dataset: c.cell for c in cells if c.variant == "best_rho"}
-    main_ids = {c.cell.key for c in cells if c.variant == "" and c.cell.method == "scoop"}
+    dagger = {c.cell.dataset: c for c in cells if c.variant == "best_rho"}
+    main = {c.key for c in cells if c.variant == "" and c.cell.method == "scoop"}
     assert set(dagger) == set(best.index) and len(best) == 11
     for dataset, cell in dagger.items():
-        assert cell.config.rho == pytest.approx(best[dataset])
-        assert (cell.key in main_ids) == (best[dataset] == own[dataset]), dataset
+        assert cell.cell.config.rho == pytest.approx(best[dataset])
+        assert (cell.key in main) == (best[dataset] == own[dataset]), dataset
 
 
 def _ids(cells, **where) -> set[tuple]:
-    """What the matching cells run (their keys: within one data root, equal keys are equal
-    run ids)."""
+    """The recorded keys of the cells matching ``where`` (equal keys: equal run ids)."""
     return {
-        c.cell.key
+        c.key
         for c in cells
         if all(getattr(c.cell if k != "variant" else c, k) == v for k, v in where.items())
     }
 
 
-def test_runs_shared_between_recipes_have_equal_run_ids(planned):
+def test_recipe_cells_are_planned_without_data_and_without_run_ids(planned):
+    """Run ids hold the data's fingerprints: without a data root there are none to give."""
+    assert all(c.cell.run_id == "" for cells in planned.values() for c in cells)
+
+
+def test_runs_shared_between_recipes_have_equal_keys(planned):
     table1, table5 = planned["prograd-iccv2023/table1"], planned["prograd-iccv2023/table5"]
     # table 5 prints table 1's CoOp and ProGrad rows: all its runs are table 1's
     assert _ids(table5) <= _ids(table1) and len(_ids(table5)) == 330
@@ -240,6 +244,28 @@ def test_run_recipe_plans_the_table_on_the_datasets_asked_for(registry, data_roo
         for r in rs
     }
     assert all(len(g) == 2 and {c.seed for c in g} == {1, 2} for g in groups)
+
+
+def test_runs_shared_between_recipes_have_equal_run_ids_on_the_data(registry, data_root, tmp_path):
+    """Planned with the data, table 7b's lambda 1.0 at 1 shot is table 1's ProGrad on DTD:
+    the same run ids; lambda 0.2 is another run."""
+
+    def ids(recipe: str, *extra: str) -> dict[str, set[str]]:
+        argv = ["--recipe", recipe, "--data-root", str(data_root), "--datasets", "dtd"]
+        argv += ["--shots", "1", "--results", str(tmp_path), "--device", "cpu", *extra]
+        runner = _runner(registry, argv)
+        found: dict[str, set[str]] = {}
+        for part, groups in recipes.plan_recipe(
+            registry, runner.recipe, runner.request, runner.catalog
+        ):
+            found.setdefault(part.variant, set()).update(c.run_id for g in groups for c in g)
+        return found
+
+    table1 = ids("prograd-iccv2023/table1", "--methods", "prograd")[""]
+    table7b = ids("prograd-iccv2023/table7b")
+    assert len(table1) == 3 and all(table1)
+    assert table7b["lambda=1.0"] == table1
+    assert not table7b["lambda=0.2"] & table1
 
 
 def test_run_recipe_narrowed_by_methods_and_shots(registry, data_root, tmp_path):

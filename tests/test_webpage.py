@@ -164,8 +164,16 @@ def test_comparison_rows_move_with_their_method(browser, tmp_path: Path) -> None
         if method.endswith(" · paper"):
             assert methods[i - 1] == method.removesuffix(" · paper")
             assert methods[i + 1] == method.removesuffix(" · paper") + " · Δ"
+    beyond = table.find_elements("css selector", "td.beyond")
+    assert beyond and all(cell.text.endswith("!") for cell in beyond)
+    assert beyond[0].value_of_css_property("font-weight") == "700"
+    within = [c for c in table.find_elements("css selector", "tr.delta td:not(.label)") if c.text]
+    assert any(
+        not c.text.endswith("!") and "beyond" not in c.get_attribute("class") for c in within
+    )
     notes = [p.text for p in browser.find_elements("css selector", "p.note")]
-    assert notes[0].startswith("Average H (mean of H) is the mean of the per-dataset H")
+    assert notes[0].startswith("A Δ marked ! lies beyond the seed spread")
+    assert notes[1].startswith("Average H (mean of H) is the mean of the per-dataset H")
     assert browser.find_element("css selector", "p.note code").text == (
         "leaderboard --average-h of-means"
     )

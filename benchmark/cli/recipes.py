@@ -71,8 +71,9 @@ def describe(registry, reports: dict[str, tuple[str, dict]], data_root: Path | N
     status = _dataset_status(registry, book, data_root) if data_root is not None else None
     entries, every_run = [], set()
     for recipe in book.recipes:
-        cells = unique_cells(recipe_cells(registry, recipe))
-        every_run.update(cell.run_id for cell in cells)
+        planned = recipe_cells(registry, recipe)
+        cells = unique_cells(planned)
+        every_run.update(c.key for c in planned)
         cost = recipe_cost(cells, recipe.datasets, recipe.backbone, reports.get(recipe.backbone))
         entries.append(
             {

@@ -12,6 +12,8 @@ Pipeline (each step's module in brackets)::
     board = build_board(df, ...)               # all of the above, the page notes  [board]
     text = leaderboard(df, ...)                # the board as text                 [board]
     text = leaderboard(df, reference=load(), average_h="of-means", method_titles=...)
+    board = recipe_board(select_runs(df, cells), recipe, cells, load(), protocols=...)
+                                               # a paper's table from its recipe [recipe]
 
 The HTML page is :mod:`benchmark.webpage`, the figures :mod:`benchmark.plots`.
 
@@ -38,10 +40,13 @@ _LAZY = {
     "TableRow": "table",
     "best_cells": "table",
     "fill": "table",
+    "NotReproduced": "table",
     "CellComparison": "comparison",
     "Published": "comparison",
     "compare": "comparison",
+    "compare_cell": "comparison",
     "compare_cells": "comparison",
+    "published_at": "comparison",
     "published_for": "comparison",
     "published_key": "comparison",
     "FORMATS": "text",
@@ -52,6 +57,8 @@ _LAZY = {
     "Section": "board",
     "build_board": "board",
     "leaderboard": "board",
+    "recipe_board": "recipe",
+    "select_runs": "recipe",
 }
 
 __all__ = [*_layout.__all__, *_LAZY]

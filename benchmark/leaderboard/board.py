@@ -22,6 +22,7 @@ import pandas as pd
 
 from benchmark.leaderboard.cells import CELL_KEYS, Measurements, aggregate, measurements
 from benchmark.leaderboard.comparison import (
+    BEYOND_NOTE,
     compare,
     published_for,
     unpublished_datasets,
@@ -44,7 +45,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Section:
-    """One table of the leaderboard: its heading, the table, its notes, and what it shows."""
+    """One table of the leaderboard: its heading, the table, its notes, and what it shows
+    (``shots`` None: a table over several shot counts)."""
 
     heading: str
     table: Table
@@ -52,7 +54,7 @@ class Section:
     protocol: str
     backbone: str
     pretrained: str
-    shots: int
+    shots: int | None
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,8 @@ def build_board(
                 if reference is not None and all(r.kind != PAPER for r in section.table.rows):
                     uncompared |= not {d for k in data.cell_keys() for d in k[:2]} <= unpublished
     if reference is not None:
-        notes = _reference_notes(sorted(unpublished), uncompared) + notes
+        compared = any(r.kind == PAPER for s in sections for r in s.table.rows)
+        notes = _reference_notes(sorted(unpublished), uncompared, compared) + notes
     return Board(tuple(notes), tuple(sections))
 
 
@@ -182,8 +185,8 @@ def _section(
     return Section(heading, table, notes, data.protocol, data.backbone, data.pretrained, data.shots)
 
 
-def _reference_notes(unpublished: list[str], uncompared: bool) -> list[str]:
-    notes = []
+def _reference_notes(unpublished: list[str], uncompared: bool, compared: bool) -> list[str]:
+    notes = [BEYOND_NOTE] if compared else []
     if unpublished:
         notes.append(
             f"The papers publish no numbers for the datasets {', '.join(unpublished)}: "

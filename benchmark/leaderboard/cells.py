@@ -17,6 +17,7 @@ non-missing value count; accuracies are percentages (0-100).
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -159,6 +160,18 @@ class Measurements:
     def seeds(self) -> list[int]:
         """The seeds of the complete cells."""
         return sorted({s for cell in self.cells.values() if cell is not None for s in cell.by_seed})
+
+    def seed_values(self, spec: Spec, method: str) -> tuple[float, ...]:
+        """A spec's value for each seed, in seed order, each from that seed's cells (a
+        seed's average over datasets, a seed's H); empty where any cell it needs is empty."""
+        values = [self.value(spec, method, seed) for seed in self.seeds()]
+        return () if not values or None in values else tuple(values)
+
+    def spread(self, spec: Spec, method: str) -> float | None:
+        """The population std over seeds of :meth:`seed_values` (a cell's own std); None
+        with fewer than two seeds."""
+        values = self.seed_values(spec, method)
+        return statistics.pstdev(values) if len(values) >= 2 else None
 
     def scope(self, titles: Mapping[str, str], average_h: str) -> Scope:
         """What a layout of this table is built from."""

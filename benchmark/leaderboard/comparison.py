@@ -6,23 +6,27 @@ number printed for it, a dataset's H with the printed H, and an average over dat
 where it averages the same datasets as the paper (:data:`benchmark.reference.AVERAGED_OVER`)
 and, for an average H, in the papers' convention (the mean of the per-dataset H).
 
-:func:`compare_cells` gives, per method and column, the measured mean and std, each seed's
-value, the published number, the difference and whether it lies beyond the seed spread:
+:func:`compare_cells` gives, per method and column, the measured mean, each seed's value,
+their spread, the published number, the difference and whether it lies beyond the seed
+spread, the one rule of what counts as reproduced:
 
-    **Beyond the seed spread**: the published number lies outside the range [min, max] of
-    the values our seeds give for that cell (each seed's value of an average or an H is
-    computed from that seed's cells), widened by 0.005 on each side for the papers'
-    two-decimal rounding. With one seed the range is that seed's value, so every difference
-    beyond the rounding counts; the range is empty (None) where the cell is.
+    **Beyond the seed spread**: |Δ| > max(2 × s, 0.5), where Δ is measured − published and s
+    is the population std over our seeds of the cell's per-seed values (a seed's average or
+    H is computed from that seed's cells). A published number is a mean over three seeds as
+    ours is; for identical code their difference has a std of sigma·√(2/3) (sigma: one run's
+    spread), which s estimates, so 2 × s is about a 95% band. The floor of 0.5 points holds
+    because three seeds can agree by chance (and one seed has s = 0); it also covers the
+    papers' two-decimal rounding. A difference within the bound counts as reproduced.
 
 :func:`compare` is the table of ``leaderboard --reference``: under each method's row, a
 ``· paper`` row (the published numbers, two decimals, as printed) and a ``· Δ`` row
-(measured − published).
+(measured − published, marked where beyond the seed spread).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import statistics
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -38,22 +42,43 @@ from benchmark.leaderboard.layout import (
     Spec,
     keys_of,
 )
-from benchmark.leaderboard.table import DELTA, PAPER, Stat, Table, TableRow, ranked
+from benchmark.leaderboard.table import (
+    BEYOND_MARK,
+    DELTA,
+    PAPER,
+    Stat,
+    Table,
+    TableRow,
+    ranked,
+)
 
 __all__ = [
-    "PUBLISHED_ROUNDING",
+    "BEYOND_NOTE",
+    "MIN_TOLERANCE",
+    "SPREAD_FACTOR",
     "CellComparison",
     "Published",
     "compare",
+    "compare_cell",
     "compare_cells",
+    "delta_stat",
+    "published_at",
     "published_for",
     "published_key",
     "unpublished_datasets",
     "used_sources",
 ]
 
-PUBLISHED_ROUNDING = 0.005
-"""Half the last printed digit of a published number (two decimals)."""
+BEYOND_NOTE = (
+    f"A Δ marked {BEYOND_MARK} lies beyond the seed spread: |Δ| > max(2 × the population "
+    "std over our seeds, 0.5 points); within it, a number counts as reproduced."
+)
+"""The page note that explains the mark."""
+
+SPREAD_FACTOR = 2.0
+"""|Δ| up to this many population stds over our seeds counts as reproduced (module doc)."""
+MIN_TOLERANCE = 0.5
+"""|Δ| up to this many points always counts as reproduced (module doc)."""
 
 
 class Published(NamedTuple):
@@ -75,19 +100,26 @@ def published_for(
     rows = comparable(reference)
     if pretrained != PUBLISHED_PRETRAINED:
         rows = rows.iloc[0:0]
-    rows = rows[
-        (rows["protocol"] == protocol)
-        & (rows["backbone"] == backbone)
-        & ((rows["shots"] == shots) | (rows["shots"] == 0))
-    ]
+    rows = rows[(rows["protocol"] == protocol) & (rows["backbone"] == backbone)]
+    return published_at(rows, shots, lambda method, variant: method)
+
+
+def published_at(
+    rows: pd.DataFrame, shots: int, row_of: Callable[[str, str], str | None]
+) -> Published:
+    """The numbers of these rows of the published table at ``shots`` (and zero-shot's, at 0
+    shots), keyed by (``row_of(method, variant)``, dataset, eval_dataset, split); rows whose
+    ``row_of`` is None are left out; of two rows with one key, the first counts."""
+    rows = rows[(rows["shots"] == shots) | (rows["shots"] == 0)]
     values: dict[tuple, float] = {}
     sources: dict[tuple, tuple[str, str]] = {}
-    columns = ["method", "dataset", "eval_dataset", "split", "value", "paper", "table"]
-    for method, dataset, eval_dataset, split, value, paper, name in rows[columns].itertuples(
-        index=False
-    ):
-        key = (method, dataset, eval_dataset, split)
-        if key not in values:
+    columns = ["method", "variant", "dataset", "eval_dataset", "split", "value", "paper", "table"]
+    for method, variant, dataset, eval_dataset, split, value, paper, name in rows[
+        columns
+    ].itertuples(index=False):
+        row = row_of(method, variant)
+        key = (row, dataset, eval_dataset, split)
+        if row is not None and key not in values:
             values[key] = float(value)
             sources[key] = (paper, name)
     return Published(values, sources)
@@ -135,10 +167,14 @@ class CellComparison:
     method: str
     column: Column
     mean: float | None
-    std: float | None
     seed_values: tuple[float, ...]
     published: float | None
     source: tuple[str, str] | None
+
+    @property
+    def std(self) -> float | None:
+        """The population std of :attr:`seed_values`; None with fewer than two seeds."""
+        return statistics.pstdev(self.seed_values) if len(self.seed_values) >= 2 else None
 
     @property
     def delta(self) -> float | None:
@@ -148,28 +184,33 @@ class CellComparison:
         return self.mean - self.published
 
     @property
-    def beyond_spread(self) -> bool | None:
-        """Whether the published number lies outside our seeds' range (module doc); None
-        where either is missing."""
-        if self.published is None or not self.seed_values:
+    def tolerance(self) -> float | None:
+        """The largest |Δ| that counts as reproduced: max(2 × std, 0.5); None where the
+        cell is empty."""
+        if not self.seed_values:
             return None
-        low, high = min(self.seed_values), max(self.seed_values)
-        return not low - PUBLISHED_ROUNDING <= self.published <= high + PUBLISHED_ROUNDING
+        return max(SPREAD_FACTOR * (self.std or 0.0), MIN_TOLERANCE)
+
+    @property
+    def beyond_spread(self) -> bool | None:
+        """Whether |Δ| exceeds :attr:`tolerance` (the module doc's rule); None where the
+        measured or the published number is missing."""
+        delta, tolerance = self.delta, self.tolerance
+        if delta is None or tolerance is None:
+            return None
+        return abs(delta) > tolerance
 
 
-def _comparison(
-    protocol: str, data: Measurements, published: Published, method: str, column: Column
+def compare_cell(
+    data: Measurements, published: Published, method: str, column: Column
 ) -> CellComparison:
-    spec = column.spec
-    mean = data.value(spec, method)
-    seeds = [data.value(spec, method, seed) for seed in data.seeds()]
-    key = published_key(protocol, method, spec)
+    """One method's cell of a column, measured and published."""
+    key = published_key(data.protocol, method, column.spec)
     return CellComparison(
         method=method,
         column=column,
-        mean=mean,
-        std=data.std(method, spec) if isinstance(spec, Key) else None,
-        seed_values=() if mean is None or None in seeds else tuple(seeds),
+        mean=data.value(column.spec, method),
+        seed_values=data.seed_values(column.spec, method),
         published=published.values.get(key),
         source=published.sources.get(key),
     )
@@ -180,7 +221,7 @@ def compare_cells(
 ) -> list[CellComparison]:
     """Every (method, column) of a layout, in that order, measured and published."""
     return [
-        _comparison(data.protocol, data, published, method, column)
+        compare_cell(data, published, method, column)
         for method in methods
         for column in layout.columns
     ]
@@ -201,10 +242,17 @@ def compare(
         if all(c.published is None for c in found):
             continue
         paper = tuple(None if c.published is None else Stat(c.published) for c in found)
-        delta = tuple(None if c.delta is None else Stat(c.delta) for c in found)
+        delta = tuple(delta_stat(c) for c in found)
         rows.append(TableRow(f"{row.label} · paper", row.method, paper, PAPER))
         rows.append(TableRow(f"{row.label} · Δ", row.method, delta, DELTA))
     return Table(layout.columns, tuple(rows))
+
+
+def delta_stat(comparison: CellComparison) -> Stat | None:
+    """The ``· Δ`` cell of a comparison, marked where beyond the seed spread."""
+    if comparison.delta is None:
+        return None
+    return Stat(comparison.delta, beyond_spread=bool(comparison.beyond_spread))
 
 
 def used_sources(layout: Layout, data: Measurements, published: Published) -> list[tuple[str, str]]:

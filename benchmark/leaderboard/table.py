@@ -20,9 +20,12 @@ from benchmark.leaderboard.cells import Measurements
 from benchmark.leaderboard.layout import Column, Key, Layout, keys_of
 
 __all__ = [
+    "BEYOND_MARK",
     "DELTA",
     "MEASURED",
     "PAPER",
+    "Cell",
+    "NotReproduced",
     "Stat",
     "Table",
     "TableRow",
@@ -36,21 +39,38 @@ __all__ = [
 MEASURED, PAPER, DELTA = "measured", "paper", "delta"
 """The kinds of table rows: a method's numbers, its published numbers, their difference."""
 
+BEYOND_MARK = "!"
+"""Printed after a difference from a published number that lies beyond the seed spread."""
+
 
 class Stat(NamedTuple):
-    """A table number: a mean and, where one is shown, its std."""
+    """A table number: a mean and, where one is shown, its std; a difference from a
+    published number knows whether it lies beyond the seed spread
+    (:mod:`benchmark.leaderboard.comparison`)."""
 
     mean: float
     std: float | None = None
+    beyond_spread: bool = False
+
+
+class NotReproduced(NamedTuple):
+    """A cell that no run of the suite gives (a paper's number it cannot reproduce); it
+    prints as ``text``, and the table's notes say why."""
+
+    text: str = "n/r"
+
+
+Cell = Stat | NotReproduced | None
+"""What a table cell holds (None: empty)."""
 
 
 class TableRow(NamedTuple):
     """A row: its ``label`` (the method's display name, with `` · paper`` or `` · Δ``), the
-    ``method``'s name, one cell per column (None: empty) and its ``kind``."""
+    ``method``'s name, one cell per column and its ``kind``."""
 
     label: str
     method: str
-    cells: tuple[Stat | None, ...]
+    cells: tuple[Cell, ...]
     kind: str = MEASURED
 
 
@@ -115,7 +135,7 @@ def best_cells(table: Table) -> set[tuple[int, int]]:
         printed = {
             r: round(row.cells[c].mean, 1)
             for r, row in enumerate(table.rows)
-            if row.kind == MEASURED and row.cells[c] is not None
+            if row.kind == MEASURED and isinstance(row.cells[c], Stat)
         }
         if len(printed) >= 2:
             best = max(printed.values())

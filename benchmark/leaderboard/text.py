@@ -2,16 +2,19 @@
 
 * A measured number prints as ``"71.2 ± 0.4"`` (one decimal), or ``"71.2"`` when it has no
   std (one seed; averages and H); a published number with the papers' two decimals
-  (``"71.23"``); a difference signed (``"+0.3"``). Empty cells are blank.
+  (``"71.23"``); a difference signed (``"+0.3"``), followed by ``!``
+  (:data:`~benchmark.leaderboard.table.BEYOND_MARK`) where it lies beyond the seed spread
+  (``"-2.0!"``); a cell no run of the suite can give as ``n/r``. Empty cells are blank.
 * ``github``: tabulate's ``github`` format; the best cell of each column (see
   :mod:`benchmark.leaderboard.table`) in ``**bold**``. Grouped columns print as one header,
   ``"ImageNet Base"``, and a table of many groups as several tables of
   :data:`GROUPS_PER_BLOCK` groups, one under the other, the rows in the same order.
 * ``latex``: a booktabs ``tabular``, ``$\\pm$``, the best cells in ``\\textbf``, grouped
   columns under a ``\\multicolumn`` header row; text is escaped.
-* ``csv``: machine-readable and unmarked: the label column, ``method`` (the suite's name)
-  and ``row`` (``measured``, ``paper`` or ``delta``), then per value column ``<name>``
-  (mean) and ``<name> std``, numbers with two decimals, empty cells empty.
+* ``csv``: machine-readable and unmarked (no bold, no ``!``, ``n/r`` left empty): the label
+  column, ``method`` (the suite's name) and ``row`` (``measured``, ``paper`` or ``delta``),
+  then per value column ``<name>`` (mean) and ``<name> std``, numbers with two decimals,
+  empty cells empty.
 
 A whole leaderboard (:func:`render_board`) is the page notes, then each table after a
 heading line (``## ...``, ``% ...`` or ``# ...``) with its own notes under it.
@@ -26,7 +29,16 @@ from typing import TYPE_CHECKING
 
 from tabulate import tabulate
 
-from benchmark.leaderboard.table import DELTA, PAPER, Stat, Table, best_cells
+from benchmark.leaderboard.table import (
+    BEYOND_MARK,
+    DELTA,
+    PAPER,
+    Cell,
+    NotReproduced,
+    Stat,
+    Table,
+    best_cells,
+)
 
 if TYPE_CHECKING:
     from benchmark.leaderboard.board import Board
@@ -41,14 +53,16 @@ other, each with the method column (three datasets' Base, New and H fit a page, 
 papers)."""
 
 
-def format_cell(cell: Stat | None, kind: str, pm: str = PM) -> str:
+def format_cell(cell: Cell, kind: str, pm: str = PM) -> str:
     """A cell as the tables print it in a row of ``kind`` (``pm`` joins mean and std)."""
     if cell is None:
         return ""
+    if isinstance(cell, NotReproduced):
+        return cell.text
     if kind == PAPER:
         return f"{cell.mean:.2f}"
     if kind == DELTA:
-        return f"{cell.mean:+.1f}"
+        return f"{cell.mean:+.1f}{BEYOND_MARK if cell.beyond_spread else ''}"
     if cell.std is None:
         return f"{cell.mean:.1f}"
     return f"{cell.mean:.1f} {pm} {cell.std:.1f}"
@@ -122,7 +136,7 @@ def _csv(table: Table) -> str:
     for row in table.rows:
         out = [row.label, row.method, row.kind]
         for cell in row.cells:
-            if cell is None:
+            if not isinstance(cell, Stat):
                 out += ["", ""]
             else:
                 out += [f"{cell.mean:.2f}", "" if cell.std is None else f"{cell.std:.2f}"]
