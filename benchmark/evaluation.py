@@ -43,7 +43,7 @@ from benchmark.planner import ENGINE_VERSION, method_of
 from benchmark.protocol import Classes, EvalSplit
 from benchmark.registry import Registry
 from benchmark.request import split_variant
-from benchmark.results import ResultStore
+from benchmark.results import ResultRow, ResultStore
 from benchmark.runner import device_label, git_commit
 from benchmark.scoring import top1
 
@@ -191,32 +191,32 @@ def _row(
     seconds: float,
     provider: Any,
     device: str,
-) -> dict[str, Any]:
+) -> ResultRow:
     provenance = artifact.provenance
-    return {
-        "run_id": eval_id,
-        "method": provenance.method,
-        "protocol": PROTOCOL,
-        "dataset": provenance.dataset,
-        "eval_dataset": split.eval_dataset,
-        "split": split.split,
-        "shots": provenance.shots,
-        "seed": provenance.seed,
-        "backbone": provenance.backbone,
-        "pretrained": provenance.pretrained,
-        "metric": "accuracy",
-        "value": accuracy,
-        "n_eval": len(split.samples),
-        "config": provenance.config,
-        "train_seconds": 0.0,
-        "eval_seconds": seconds,
-        "suite_version": __version__,
-        "plugin": provider.distribution,
-        "plugin_version": provider.version,
-        "git_commit": git_commit(),
-        "device": device_label(device),
-        "timestamp": datetime.now(timezone.utc),
-        "status": "ok",
-        "error": "",
-        "artifact": artifacts.relative_path(provenance.run_id),
-    }
+    return ResultRow(
+        run_id=eval_id,
+        method=provenance.method,
+        protocol=PROTOCOL,
+        dataset=provenance.dataset,
+        eval_dataset=split.eval_dataset,
+        split=split.split,
+        shots=provenance.shots,
+        seed=provenance.seed,
+        backbone=provenance.backbone,
+        pretrained=provenance.pretrained,
+        metric="accuracy",
+        value=accuracy,
+        n_eval=len(split.samples),
+        config=provenance.config,
+        train_seconds=0.0,
+        eval_seconds=seconds,
+        suite_version=__version__,
+        plugin=provider.distribution,
+        plugin_version=provider.version,
+        git_commit=git_commit(),
+        device=device_label(device),
+        timestamp=datetime.now(timezone.utc),
+        status="ok",
+        error="",
+        artifact=artifacts.relative_path(provenance.run_id),
+    )

@@ -26,6 +26,8 @@ import os
 import socket
 import tempfile
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,35 +43,69 @@ RUNS_FOLDER = "runs"
 CLAIMS_FOLDER = ".claims"
 LOCK_FILE = ".lock"
 
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One row of the results table: a run's value of one metric on one evaluated split.
+
+    The Parquet schema is made from these fields (:data:`SCHEMA`, plus ``schema_version``),
+    so a row and the table cannot disagree. ``value`` of a failed run is NaN and ``error``
+    says why; ``artifact`` is the run's saved learned tensors, relative to the results root.
+    """
+
+    run_id: str
+    method: str
+    protocol: str
+    dataset: str
+    eval_dataset: str
+    split: str
+    shots: int = field(metadata={"arrow": pa.int32()})
+    seed: int = field(metadata={"arrow": pa.int32()})
+    backbone: str
+    pretrained: str
+    metric: str
+    value: float
+    n_eval: int
+    config: str
+    train_seconds: float
+    eval_seconds: float
+    suite_version: str
+    plugin: str
+    plugin_version: str
+    git_commit: str
+    device: str
+    timestamp: datetime
+    status: str
+    error: str
+    artifact: str = ""
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> ResultRow:
+        """A row from a mapping of its columns; missing or unknown columns are a ValueError
+        naming them."""
+        names = {f.name for f in fields(cls)}
+        missing = sorted(names - set(values) - {"artifact"})
+        unknown = sorted(set(values) - names - {"schema_version"})
+        if missing or unknown:
+            raise ValueError(f"result rows lack columns {missing} or have unknown {unknown}")
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+#: The Arrow type of each field type of :class:`ResultRow` (a field's ``arrow`` metadata
+#: narrows it: shots and seeds are 32-bit).
+_ARROW = {
+    "str": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "datetime": pa.timestamp("us", tz="UTC"),
+}
+
 SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("method", pa.string()),
-        ("protocol", pa.string()),
-        ("dataset", pa.string()),
-        ("eval_dataset", pa.string()),
-        ("split", pa.string()),
-        ("shots", pa.int32()),
-        ("seed", pa.int32()),
-        ("backbone", pa.string()),
-        ("pretrained", pa.string()),
-        ("metric", pa.string()),
-        ("value", pa.float64()),
-        ("n_eval", pa.int64()),
-        ("config", pa.string()),
-        ("train_seconds", pa.float64()),
-        ("eval_seconds", pa.float64()),
-        ("suite_version", pa.string()),
-        ("plugin", pa.string()),
-        ("plugin_version", pa.string()),
-        ("git_commit", pa.string()),
-        ("device", pa.string()),
-        ("timestamp", pa.timestamp("us", tz="UTC")),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("artifact", pa.string()),
-        ("schema_version", pa.int32()),
-    ],
+    [(f.name, f.metadata.get("arrow", _ARROW[f.type])) for f in fields(ResultRow)]
+    + [("schema_version", pa.int32())],
     metadata={"vlprompt_bench_schema_version": str(SCHEMA_VERSION)},
 )
 
@@ -102,14 +138,13 @@ class ResultStore:
                 EXIT_ENVIRONMENT,
             ) from exc
 
-    def write_run(self, run_id: str, rows: Iterable[Mapping[str, Any]]) -> Path:
+    def write_run(self, run_id: str, rows: Iterable[ResultRow | Mapping[str, Any]]) -> Path:
         """Write one run's rows atomically (temporary file, fsync, rename); a write that
-        fails (a full disk) leaves no file and is a one-line environment error."""
-        rows = [dict(row, schema_version=SCHEMA_VERSION) for row in rows]
-        missing = [c for c in COLUMNS if any(c not in row for row in rows)]
-        if missing:
-            raise ValueError(f"result rows lack columns {missing}")
-        table = pa.Table.from_pylist(rows, schema=SCHEMA)
+        fails (a full disk) leaves no file and is a one-line environment error. Mappings are
+        checked as :meth:`ResultRow.of` checks them."""
+        typed = [row if isinstance(row, ResultRow) else ResultRow.of(row) for row in rows]
+        records = [dict(row.as_dict(), schema_version=SCHEMA_VERSION) for row in typed]
+        table = pa.Table.from_pylist(records, schema=SCHEMA)
         target = self._file(run_id)
         try:
             return write_atomically(target, lambda handle: pq.write_table(table, handle))

@@ -15,6 +15,7 @@ results are the runner's, whichever executor runs the groups.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import platform
@@ -39,7 +40,7 @@ from benchmark.progress import MatrixProgress
 from benchmark.protocol import Plan
 from benchmark.registry import Registry
 from benchmark.request import RunRequest, split_variant
-from benchmark.results import ResultStore
+from benchmark.results import ResultRow, ResultStore
 
 #: Trained classifiers kept for protocols that train on the same data (see Runner._train).
 TRAINED_KEPT = 32
@@ -66,7 +67,7 @@ class Summary:
 class Outcome:
     """What running one group gave: each run's rows, or the error that stopped the group."""
 
-    rows: list[list[dict[str, Any]]]
+    rows: list[list[ResultRow]]
     error: str = ""  # "ExceptionType: message" when the group failed
     detail: str = ""  # the end of its traceback, for the failed rows
     artifacts: list[bytes | None] = field(default_factory=list)  # each run's, if it has one
@@ -232,9 +233,9 @@ class Runner:
                 needs.setdefault(split.eval_dataset, {}).setdefault(test, []).extend(split.samples)
         return needs
 
-    def _announce(self, rows: list[dict[str, Any]]) -> None:
+    def _announce(self, rows: list[ResultRow]) -> None:
         try:
-            self.registry.plugin_manager.hook.on_result(rows=rows)
+            self.registry.plugin_manager.hook.on_result(rows=[row.as_dict() for row in rows])
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # SystemExit included: a plugin never ends the run
@@ -293,12 +294,14 @@ class Runner:
         )
         return artifacts.serialise(classifier, provenance)
 
-    def _save_artifact(self, cell: Cell, rows: list[dict[str, Any]], data: bytes):
+    def _save_artifact(self, cell: Cell, rows: list[ResultRow], data: bytes) -> list[ResultRow]:
         """Write a run's artifact (before its results, which then point to it)."""
         from benchmark import artifacts
 
         artifacts.write(self.store.root, cell.run_id, data)
-        return [dict(row, artifact=artifacts.relative_path(cell.run_id)) for row in rows]
+        return [
+            dataclasses.replace(row, artifact=artifacts.relative_path(cell.run_id)) for row in rows
+        ]
 
     def _train(self, name: str, method, runs: tuple, config, engine) -> tuple[list[Any], float]:
         """The method's classifiers for ``runs`` and the seconds their training took.
@@ -332,10 +335,9 @@ class Runner:
         for key, value in sorted(classifier.diagnostics.items()):
             measured.append((cell.dataset, "train", key, float(value), len(plan.train.samples)))
         eval_seconds = time.perf_counter() - start
-        base = self._base_row(cell, "ok", "")
         return [
-            dict(
-                base,
+            self._row(
+                cell,
                 eval_dataset=eval_dataset,
                 split=split,
                 metric=metric,
@@ -362,32 +364,35 @@ class Runner:
             known[key] = top1(classifier, self.engine.features.features(split.samples), split)
         return known[key]
 
-    def _base_row(self, cell: Cell, status: str, error: str) -> dict[str, Any]:
+    def _row(self, cell: Cell, status: str = "ok", error: str = "", **measured) -> ResultRow:
+        """A result row of ``cell``: what it measured, and the run's provenance."""
         provider = self.registry.methods.provider(split_variant(cell.method)[0])
-        return {
-            "run_id": cell.run_id,
-            "method": cell.method,
-            "protocol": cell.protocol,
-            "dataset": cell.dataset,
-            "shots": cell.shots,
-            "seed": cell.seed,
-            "backbone": self.request.backbone.name,
-            "pretrained": self.request.backbone.weights,
-            "config": config_json(cell.config),
-            "suite_version": __version__,
-            "plugin": provider.distribution,
-            "plugin_version": provider.version,
-            "git_commit": git_commit(),
-            "device": device_label(self.request.device),
-            "timestamp": datetime.now(timezone.utc),
-            "status": status,
-            "error": error,
-            "artifact": "",
-        }
+        return ResultRow(
+            run_id=cell.run_id,
+            method=cell.method,
+            protocol=cell.protocol,
+            dataset=cell.dataset,
+            shots=cell.shots,
+            seed=cell.seed,
+            backbone=self.request.backbone.name,
+            pretrained=self.request.backbone.weights,
+            config=config_json(cell.config),
+            suite_version=__version__,
+            plugin=provider.distribution,
+            plugin_version=provider.version,
+            git_commit=git_commit(),
+            device=device_label(self.request.device),
+            timestamp=datetime.now(timezone.utc),
+            status=status,
+            error=error,
+            **measured,
+        )
 
-    def _failed_row(self, cell: Cell, error: str) -> dict[str, Any]:
-        return dict(
-            self._base_row(cell, "failed", error),
+    def _failed_row(self, cell: Cell, error: str) -> ResultRow:
+        return self._row(
+            cell,
+            "failed",
+            error,
             eval_dataset=cell.dataset,
             split="",
             metric="error",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import math
@@ -16,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmark.errors import EXIT_ENVIRONMENT, UserError
-from benchmark.results import COLUMNS, SCHEMA, ResultStore, claim_owner
+from benchmark.results import COLUMNS, SCHEMA, ResultRow, ResultStore, claim_owner
 
 
 def row(run_id="r1", status="ok", **changes):
@@ -71,11 +72,24 @@ def test_readable_without_the_suite(tmp_path):
     assert count == 1
 
 
-def test_rows_must_have_every_column(tmp_path):
+def test_rows_must_have_every_column_and_no_other(tmp_path):
     incomplete = row()
     del incomplete["device"]
     with pytest.raises(ValueError, match="device"):
         ResultStore(tmp_path).write_run("r1", [incomplete])
+    with pytest.raises(ValueError, match="colour"):
+        ResultStore(tmp_path).write_run("r1", [dict(row(), colour="red")])
+
+
+def test_the_schema_is_the_typed_row_s():
+    """The Parquet schema is made from ResultRow's fields: names, order and types."""
+    names = [f.name for f in dataclasses.fields(ResultRow)]
+    assert [*names, "schema_version"] == list(COLUMNS)
+    kinds = {"str": pa.types.is_string, "float": pa.types.is_floating, "int": pa.types.is_integer}
+    for f in dataclasses.fields(ResultRow):
+        check = kinds.get(f.type, pa.types.is_timestamp)
+        assert check(SCHEMA.field(f.name).type), f.name
+    assert SCHEMA.field("shots").type == pa.int32() == SCHEMA.field("seed").type
 
 
 def test_newer_schema_is_refused(tmp_path):
