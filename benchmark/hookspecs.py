@@ -23,7 +23,9 @@ import pluggy
 from benchmark import ENTRY_POINT_GROUP
 
 if TYPE_CHECKING:
-    from benchmark.registry import Register
+    from benchmark.datasets.spec import DatasetSpec
+    from benchmark.protocol import Protocol
+    from benchmark.registry import MethodSpec, Register
 
 hookspec = pluggy.HookspecMarker(ENTRY_POINT_GROUP)
 hookimpl = pluggy.HookimplMarker(ENTRY_POINT_GROUP)
@@ -33,7 +35,7 @@ hookimpl = pluggy.HookimplMarker(ENTRY_POINT_GROUP)
 
 
 @hookspec
-def register_methods(register: Register) -> None:
+def register_methods(register: Register[MethodSpec]) -> None:
     """Register training methods.
 
     Call ``register(MethodSpec(...))`` once per method. A :class:`~benchmark.registry.MethodSpec`
@@ -44,7 +46,7 @@ def register_methods(register: Register) -> None:
 
 
 @hookspec
-def register_protocols(register: Register) -> None:
+def register_protocols(register: Register[Protocol]) -> None:
     """Register evaluation protocols.
 
     Call ``register(protocol)`` with an object implementing
@@ -54,7 +56,7 @@ def register_protocols(register: Register) -> None:
 
 
 @hookspec
-def register_datasets(register: Register) -> None:
+def register_datasets(register: Register[DatasetSpec]) -> None:
     """Register datasets.
 
     Call ``register(DatasetSpec(...))`` with a :class:`~benchmark.datasets.spec.DatasetSpec`:

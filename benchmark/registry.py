@@ -27,12 +27,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from importlib.metadata import entry_points
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pluggy
 
 from benchmark import DISTRIBUTION, ENTRY_POINT_GROUP, hookspecs
 from benchmark.errors import EXIT_ENVIRONMENT, UserError, first_line, unknown_name
+
+if TYPE_CHECKING:
+    from benchmark.datasets.spec import DatasetSpec
+    from benchmark.protocol import Protocol
 
 AUTOLOAD_ENV = "VLPROMPT_BENCH_DISABLE_PLUGIN_AUTOLOAD"
 
@@ -290,8 +294,8 @@ class Registry:
     """
 
     methods: Table[MethodSpec]
-    protocols: Table[Any]
-    datasets: Table[Any]
+    protocols: Table[Protocol]
+    datasets: Table[DatasetSpec]
     plugin_manager: pluggy.PluginManager
     autoload: bool = True
     extra_plugins: tuple[object, ...] = ()

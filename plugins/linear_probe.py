@@ -148,7 +148,9 @@ class LinearProbe(Configured[Config]):
     name, version, Config = "linear_probe", "1", Config
     settings_file = beside(__file__)
 
-    def train(self, runs: Sequence[TrainData], config: Config, engine: Engine):
+    def train(
+        self, runs: Sequence[TrainData], config: Config, engine: Engine
+    ) -> list[LinearProbeClassifier]:
         classifiers = []
         for run in runs:
             n_classes = len(run.classes.names)

@@ -53,7 +53,9 @@ class ZeroShot(Configured[Config]):
     def texts(self, config: Config, setting: Setting) -> dict[str, Any]:
         return {"templates": list(templates(setting.dataset, setting.template, config.ensemble))}
 
-    def train(self, runs: Sequence[TrainData], config: Config, engine: Engine):
+    def train(
+        self, runs: Sequence[TrainData], config: Config, engine: Engine
+    ) -> list[ZeroShotClassifier]:
         return [ZeroShotClassifier(engine, config.ensemble) for _ in runs]
 
 
