@@ -193,13 +193,22 @@ def _no_weights_warning(record: logging.LogRecord) -> bool:
     return "No pretrained weights loaded" not in record.getMessage()
 
 
+#: The seed of random-initialised weights: a model without weights is drawn the same on every
+#: load, so its fingerprint ("<name>|random-init") names one set of weights and the features
+#: cached for it stay valid.
+RANDOM_INIT_SEED = 0
+
+
 def _architecture(open_clip, name: str) -> nn.Module:
-    """The randomly initialised model; open_clip's warning that no weights were loaded is
-    dropped (the caller loads a checkpoint, or asked for random weights)."""
+    """The randomly initialised model, the same draw on every call (the global random state is
+    left as it was); open_clip's warning that no weights were loaded is dropped (the caller
+    loads a checkpoint, or asked for random weights)."""
     root = logging.getLogger()
     root.addFilter(_no_weights_warning)
     try:
-        return open_clip.create_model(name, pretrained=None, load_weights=False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            return open_clip.create_model(name, pretrained=None, load_weights=False)
     finally:
         root.removeFilter(_no_weights_warning)
 

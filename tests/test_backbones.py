@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from benchmark.runner import Runner
-from tests.conftest import FIXTURES, toy_request
+from tests.conftest import FIXTURES, TINY_MODEL, register_tiny_model, toy_request
 
 #: A ModifiedResNet image tower (stem, four residual stages, attention pooling) and a ViT
 #: with 32-pixel patches, each with the tiny text tower of vlprompt-test-tiny.
@@ -124,3 +124,17 @@ def test_weights_trained_with_quick_gelu_run_with_quick_gelu(quick_gelu_tag, tin
     torch.testing.assert_close(
         backbone.model.encode_text(texts), reference.eval().encode_text(texts)
     )
+
+
+def test_random_weights_are_one_draw_whose_features_the_cache_may_keep():
+    """A model without weights is drawn the same on every load (its fingerprint names one
+    set of weights), and loading it leaves the global random state alone."""
+    from benchmark.backbone import Backbone, BackboneSpec
+
+    register_tiny_model()
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    first, second = (Backbone(BackboneSpec(TINY_MODEL)).model.state_dict() for _ in range(2))
+    assert torch.equal(torch.rand(3), expected)
+    assert all(torch.equal(first[k], second[k]) for k in first)
