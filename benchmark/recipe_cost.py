@@ -25,6 +25,9 @@ from benchmark.perf.estimate import (
     NO_TRAINING,
     PER_IMAGE_PROMPTS,
     STAND_INS,
+    encoded_views,
+    per_image_scoring_ms,
+    run_steps,
     step_times,
     trained_classes,
 )
@@ -38,8 +41,9 @@ ASSUMPTIONS = (
     "CoCoOp's evaluation builds K prompts per test image: half a measured training step per "
     "test image",
     "feature extraction, at the report's measured rate: every test image of the recipe's "
-    "datasets once, and each run's training images in one view per epoch plus the test view "
-    "(images of one seed shared across shot counts are counted again: an upper bound)",
+    "datasets once, each seed's training images in one view per epoch of its own, and every "
+    "training image once more in the test view (the draws of one seed's shot counts counted "
+    "apart: an upper bound)",
     "not counted: the linear probe's L-BFGS fits, zero-shot scoring, scoring against cached "
     "features, writing results, downloading weights; runs other recipes already made are "
     "counted again",
@@ -63,14 +67,10 @@ class RecipeCost:
 def _training(cell: Cell) -> tuple[int, int, int] | None:
     """(classes trained on, steps, epochs) of a prompt-learning run; None for a method that
     takes no training steps (zero-shot CLIP, the linear probe's fit)."""
-    from benchmark.prompting.trainer import steps_per_epoch
-
-    method = split_variant(cell.method)[0]
-    if method in (NO_TRAINING, FEATURES_ONLY):
+    if split_variant(cell.method)[0] in (NO_TRAINING, FEATURES_ONLY):
         return None
-    k = trained_classes(cell.protocol, cell.dataset)
-    config = cell.config
-    return k, config.epochs * steps_per_epoch(cell.shots * k, config.batch_size), config.epochs
+    k, steps = run_steps(cell.protocol, cell.dataset, cell.shots, cell.config)
+    return k, steps, cell.config.epochs
 
 
 def _evaluated(cell: Cell, transfer_targets: Sequence[str]) -> list[str]:
@@ -95,10 +95,11 @@ def recipe_cost(
     trained_on = {cell.dataset for cell in cells}
     targets = [d for d in datasets if d not in trained_on]
     views: dict[str, int] = {}  # training views per image of each dataset (its longest run)
-    draws = {(c.dataset, c.shots, c.seed, trained_classes(c.protocol, c.dataset)) for c in cells}
-    images: dict[str, int] = {}  # training images of each dataset: every few-shot draw
-    for dataset, shots, _, k in draws:
-        images[dataset] = images.get(dataset, 0) + shots * k
+    draws = {(c.dataset, c.shots, trained_classes(c.protocol, c.dataset)) for c in cells}
+    per_seed: dict[str, int] = {}  # training images of each dataset in one seed's draws
+    for dataset, shots, k in draws:
+        per_seed[dataset] = per_seed.get(dataset, 0) + shots * k
+    seeds = {dataset: len({c.seed for c in cells if c.dataset == dataset}) for dataset in per_seed}
     training: list[tuple[Cell, int, int]] = []
     for cell in cells:
         trains = _training(cell)
@@ -113,8 +114,13 @@ def recipe_cost(
         training.append((cell, k, steps))
     for dataset in datasets:
         sizes = EXPECTED[dataset]
-        encoded = min(sizes.train, images.get(dataset, 0)) * (views.get(dataset, 0) + 1)
-        cost.encoded_images += encoded + sizes.test
+        cost.encoded_images += encoded_views(
+            sizes.train,
+            sizes.test,
+            per_seed.get(dataset, 0),
+            seeds.get(dataset, 0),
+            views.get(dataset, 0),
+        )
     if report is None:
         cost.missing = f"no bench report of {backbone}"
         return cost
@@ -135,7 +141,7 @@ def recipe_cost(
         if split_variant(cell.method)[0] == PER_IMAGE_PROMPTS:
             for dataset in _evaluated(cell, targets):
                 sizes = EXPECTED[dataset]
-                ms += sizes.test * timed.ours(sizes.classes) / 2
+                ms += per_image_scoring_ms(sizes.test, timed.ours(sizes.classes))
     seconds = ms / 1000 + cost.encoded_images / content["extraction_images_per_s"]
     cost.hours = seconds / 3600
     cost.report = name

@@ -441,9 +441,11 @@ def test_the_estimate_is_steps_times_step_time_plus_extraction(planned):
     assert free.hours == pytest.approx(steps * 1.0 / 3.6e6)
     slower = recipe_cost(cells, recipe.datasets, "RN50", ("r", _report("RN50", 3.0, 1e30)))
     assert slower.hours == pytest.approx(3 * free.hours)
-    # extraction: 3669 test images, and the seeds' draws (3 x 37 x 31 images, more than the
-    # 2944 training images) in 200 training views and the test view
-    encoded = 3669 + min(2944, 3 * 37 * (1 + 2 + 4 + 8 + 16)) * (200 + 1)
+    # extraction: 3669 test images; each seed's draws (37 x 31 images) in 200 training views
+    # of its own; every distinct training image (3 x 37 x 31, more than the 2944 of the
+    # train split: all of them) in the test view
+    per_seed = 37 * (1 + 2 + 4 + 8 + 16)
+    encoded = 3669 + 3 * per_seed * 200 + min(2944, 3 * per_seed)
     extracting = recipe_cost(cells, recipe.datasets, "RN50", ("r", _report("RN50", 0.0, 100.0)))
     assert extracting.encoded_images == encoded
     assert extracting.hours == pytest.approx(encoded / 100 / 3600)

@@ -39,11 +39,11 @@ ASSUMPTIONS = (
     "train together, as the runner batches them, at the report's measured per-run-step time",
     "reference: a step at the preset's batch B is the measured step plus its image passes "
     "times (image pass at B - image pass at the measured batch)",
-    "ours, one time per backbone: every test image once, and each training image in as many "
-    "augmented views as the longest training on its dataset has epochs, plus one test-view "
-    "feature for the linear probe; the distinct training images are bounded by the sum over "
-    "shots and seeds of shots x classes (at most the train split); JPEG decoding counted per "
-    "view, at the measured extraction rate",
+    "ours, one time per backbone: every test image once, each seed's training images in as "
+    "many augmented views (each seed draws its own) as the longest training on its dataset "
+    "has epochs, and every training image once more in the test view for the linear probe; "
+    "a seed's training images are bounded by the sum over shots of shots x classes (at most "
+    "the train split); JPEG decoding counted per view, at the measured extraction rate",
     "reference: each trained run encodes its test split again (image pass at the largest "
     "measured batch, per image); zero-shot CLIP and the linear probe encode the test split "
     "once per dataset, the linear probe also each run's training images; decoding not counted",
@@ -114,6 +114,27 @@ def training(method, protocol: str, dataset: str, shots: int, backbone: str):
     return k, config, steps_per_epoch(shots * k, config.batch_size)
 
 
+def run_steps(protocol: str, dataset: str, shots: int, config) -> tuple[int, int]:
+    """(classes trained on, training steps) of one run with ``config`` on a standard dataset."""
+    k = trained_classes(protocol, dataset)
+    return k, config.epochs * steps_per_epoch(shots * k, config.batch_size)
+
+
+def encoded_views(train: int, test: int, per_seed: int, seeds: int, views: int) -> int:
+    """Images through the image encoder for one dataset, views included: each seed's
+    ``per_seed`` training images (at most the ``train`` split) in ``views`` augmented views
+    of its own, every distinct training image once more in the test view, and the test
+    split."""
+    per_seed = min(train, per_seed)
+    return seeds * per_seed * views + min(train, seeds * per_seed) + test
+
+
+def per_image_scoring_ms(test_images: int, step_ms: float) -> float:
+    """Scoring a test split with per-image prompts (CoCoOp): half a training step (the
+    forward, no backward) per test image."""
+    return test_images * step_ms / 2
+
+
 @dataclass
 class Cost:
     """Seconds of one method over one matrix."""
@@ -156,25 +177,29 @@ def estimate(report: dict, registry, backbone: str | None = None) -> dict:
                         cost.reference += SEEDS * shots * k * per_image
                     if not trains:
                         continue
-                    k, config, steps = training(method, protocol, dataset, shots, backbone)
+                    _, config, _ = training(method, protocol, dataset, shots, backbone)
+                    k, steps = run_steps(protocol, dataset, shots, config)
                     views[dataset] = max(views[dataset], config.epochs)
-                    run_steps = SEEDS * config.epochs * steps
-                    cost.ours += run_steps * timed.ours(k) / 1000
+                    steps *= SEEDS
+                    cost.ours += steps * timed.ours(k) / 1000
                     reference_ms = timed.reference(k)
                     if config.batch_size != timed.batch:
                         reference_ms += timed.image_passes * (
                             _image_ms(image_ms, config.batch_size) - image_ms[timed.batch]
                         )
-                    cost.reference += run_steps * reference_ms / 1000
+                    cost.reference += steps * reference_ms / 1000
                     cost.reference += SEEDS * sizes.test * per_image
                     if method_name == PER_IMAGE_PROMPTS:
-                        cost.ours += SEEDS * sizes.test * timed.ours(k) / 2000
-                        cost.reference += SEEDS * sizes.test * timed.reference(k) / 2000
+                        test = sizes.test
+                        cost.ours += SEEDS * per_image_scoring_ms(test, timed.ours(k)) / 1000
+                        reference_scoring = per_image_scoring_ms(test, timed.reference(k))
+                        cost.reference += SEEDS * reference_scoring / 1000
         extraction = 0.0
         for dataset, sizes in datasets.items():
             k = trained_classes(protocol, dataset)
-            images = min(sizes.train, sum(SEEDS * shots * k for shots in shots_list))
-            extraction += (images * (views[dataset] + 1) + sizes.test) / extraction_rate
+            per_seed = sum(shots * k for shots in shots_list)
+            encoded = encoded_views(sizes.train, sizes.test, per_seed, SEEDS, views[dataset])
+            extraction += encoded / extraction_rate
         ours = sum(c.ours for c in costs.values()) + extraction
         reference = sum(c.reference for c in costs.values())
         out["matrices"].append(
