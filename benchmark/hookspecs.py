@@ -8,8 +8,10 @@ to the suite through the entry-point group ``vlprompt_bench`` of its distributio
 
 The built-in methods, protocols and datasets are plugins of exactly this kind, declared in
 the suite's own ``pyproject.toml``. Hooks receive a typed ``register`` callable; a plugin
-never touches a global registry. Registering a name that another plugin already registered
-is an error that names both providers.
+never touches a global registry. A plugin that registers a name another plugin already
+registered, or whose hooks raise or register something malformed, is reported once (naming
+the plugin, its distribution and what went wrong) and skipped with all it registered; the
+suite's own plugins register first, so a third-party plugin cannot take their names.
 
 This module imports nothing heavy: the types in the signatures are for documentation.
 """
