@@ -10,9 +10,9 @@ or class-specific context, on classes other than those it was trained on) gives 
 rather than a wrong one.
 
 Each (artifact, dataset) is a run of protocol ``eval``. Its id hashes the artifact's run id
-and bytes, the dataset's name, template, class names and test images (each image's path,
-size and modification time, and its label) and the engine version: evaluating again does
-nothing new, while a changed artifact or changed data is a new run. Its rows are ordinary
+and bytes, the dataset's name and class names, the content fingerprint of its data (as every
+run id holds it: its split file or images, and its template) and the engine version:
+evaluating again does nothing new, while a changed artifact or changed data is a new run. Its rows are ordinary
 result rows: ``method``, ``dataset`` (trained on), ``shots``, ``seed``, ``config``,
 ``backbone`` and ``pretrained`` are the artifact's, ``eval_dataset`` the dataset evaluated,
 ``split`` ``all``, ``artifact`` the artifact's path relative to the results root (the file
@@ -21,7 +21,6 @@ name is its run id) and ``train_seconds`` 0.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from benchmark.datasets.imagefolder import WORLD as USER_WORLD
 from benchmark.datasets.spec import DataContext
 from benchmark.engine import Engine
 from benchmark.errors import DataError, UserError
-from benchmark.features import FeatureCache, image_key
+from benchmark.features import FeatureCache
 from benchmark.planner import ENGINE_VERSION, method_of
 from benchmark.protocol import Classes, EvalSplit
 from benchmark.registry import Registry
@@ -95,20 +94,18 @@ def datasets_to_evaluate(
     return [trained_on]
 
 
-def evaluation_id(artifact: Artifact, split: EvalSplit) -> str:
-    """The run id of evaluating ``artifact`` on ``split`` (module docstring)."""
-    images = hashlib.sha256()
-    for sample in split.samples:
-        images.update(f"{image_key(sample.path)}|{sample.label}\n".encode())
+def evaluation_id(artifact: Artifact, split: EvalSplit, data: str) -> str:
+    """The run id of evaluating ``artifact`` on ``split`` of a dataset whose content
+    fingerprint is ``data`` (:meth:`~benchmark.catalog.DatasetCatalog.fingerprint`: its
+    split file or images, and its template), as the runner's run ids hold it."""
     return run_id(
         {
             "protocol": PROTOCOL,
             "artifact_run_id": artifact.provenance.run_id,
             "artifact_sha256": artifact.digest,
             "eval_dataset": split.eval_dataset,
-            "template": split.classes.template,
             "classes": list(split.classes.names),
-            "test_images": images.hexdigest(),
+            "data": data,
             "engine_version": ENGINE_VERSION,
         }
     )
@@ -154,7 +151,7 @@ def evaluate(
     todo = []
     for name in datasets:
         split = _test_split(catalog, name)
-        eval_id = evaluation_id(artifact, split)
+        eval_id = evaluation_id(artifact, split, catalog.fingerprint(name))
         if store.is_done(eval_id):
             summary.done.append(name)
             progress(f"{name}: already evaluated (run {eval_id})")
