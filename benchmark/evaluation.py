@@ -12,11 +12,11 @@ rather than a wrong one.
 Each (artifact, dataset) is a run of protocol ``eval``. Its id hashes the artifact's run id
 and bytes, the dataset's name and class names, the content fingerprint of its data (as every
 run id holds it: its split file or images, and its template) and the engine version:
-evaluating again does nothing new, while a changed artifact or changed data is a new run. Its rows are ordinary
-result rows: ``method``, ``dataset`` (trained on), ``shots``, ``seed``, ``config``,
-``backbone`` and ``pretrained`` are the artifact's, ``eval_dataset`` the dataset evaluated,
-``split`` ``all``, ``artifact`` the artifact's path relative to the results root (the file
-name is its run id) and ``train_seconds`` 0.
+evaluating again does nothing new, while a changed artifact or changed data is a new run. Its
+rows are ordinary result rows: ``method``, ``dataset`` (trained on), ``shots``, ``seed``,
+``config``, ``backbone`` and ``pretrained`` are the artifact's, ``eval_dataset`` the dataset
+evaluated, ``split`` ``all``, ``artifact`` the artifact's path relative to the results root
+(the file name is its run id) and ``train_seconds`` 0.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 
 from benchmark import recipes
 from benchmark.cli import build_parser, main
-from benchmark.recipe_cost import recipe_cost
+from benchmark.perf.recipe_cost import recipe_cost
 from benchmark.reference import AVERAGE, AVERAGED_OVER, PUBLISHED_PRETRAINED, load
 from benchmark.registry import build_registry
 from tests.conftest import TOY_DATASET, toy_request, write_coop_dataset

@@ -3,7 +3,7 @@ costs, and whether its datasets are present.
 
 One line per recipe (:mod:`benchmark.recipes`): its paper and table, protocol, backbone and
 shot counts, the number of runs and training steps, the device hours they take, estimated
-from a bench report of the recipe's backbone (:mod:`benchmark.recipe_cost`; without one it
+from a bench report of the recipe's backbone (:mod:`benchmark.perf.recipe_cost`; without one it
 says which report is needed), and, with ``--data-root``, whether its datasets are there
 (:mod:`benchmark.datasets.check`). Then the tables and rows no recipe reproduces, and why.
 """
@@ -64,7 +64,7 @@ def _reports(paths: list[Path]) -> dict[str, tuple[str, dict]]:
 def describe(registry, reports: dict[str, tuple[str, dict]], data_root: Path | None) -> dict:
     """Every recipe with its matrix, counts, estimate and dataset status, as a JSON-able
     dict, with the tables that are not reproducible and the distinct runs of all recipes."""
-    from benchmark.recipe_cost import ASSUMPTIONS, recipe_cost
+    from benchmark.perf.recipe_cost import ASSUMPTIONS, recipe_cost
     from benchmark.recipes import load, recipe_cells, unique_cells
 
     book = load()
@@ -123,7 +123,7 @@ def render_text(described: dict) -> str:
     """The recipes as a table, then the notes the table's columns need."""
     from tabulate import tabulate
 
-    from benchmark.recipe_cost import rounded_hours
+    from benchmark.perf.recipe_cost import rounded_hours
 
     rows = []
     for r in described["recipes"]:
