@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from benchmark.cli.command import Command
-from benchmark.cli.options import add_artifact_options, artifact_for, csv_list, registry_for
+from benchmark.cli.options import (
+    add_artifact_options,
+    add_data_options,
+    artifact_for,
+    csv_list,
+    registry_for,
+)
 from benchmark.errors import EXIT_OK
 
 EPILOG = """examples:
@@ -29,23 +34,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="comma-separated, wildcards allowed (default: the datasets given with --dataset, "
         "else the one the run was trained on)",
     )
-    parser.add_argument(
-        "--dataset",
-        dest="user_datasets",
-        action="append",
-        default=[],
-        metavar="NAME=PATH[:TEMPLATE]",
-        help="your own dataset, repeatable, as for run (an ImageFolder folder or a CoOp split "
+    add_data_options(
+        parser,
+        "your own dataset, repeatable, as for run (an ImageFolder folder or a CoOp split "
         "file; its test split is evaluated)",
     )
-    parser.add_argument("--data-root", type=Path, help="folder holding the standard datasets")
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        help="features and generated data (default: $VLPROMPT_BENCH_CACHE or "
-        "~/.cache/vlprompt-bench)",
-    )
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
 
 
 def run(args: argparse.Namespace) -> int:

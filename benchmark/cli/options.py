@@ -76,6 +76,29 @@ def registry_for(args: argparse.Namespace):
     return build_registry(autoload=False if args.no_plugin_autoload else None, extra_plugins=extra)
 
 
+def add_data_options(parser: argparse.ArgumentParser, datasets_help: str) -> None:
+    """Where the data is and where to compute: ``--dataset`` (your own, repeatable),
+    ``--data-root``, ``--cache-dir`` and ``--device``."""
+    parser.add_argument(
+        "--dataset",
+        dest="user_datasets",
+        action="append",
+        default=[],
+        metavar="NAME[@SOURCE]=PATH[:TEMPLATE]",
+        help=datasets_help,
+    )
+    parser.add_argument(
+        "--data-root", type=Path, help="folder holding the datasets in CoOp's layout"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="features and generated data "
+        "(default: $VLPROMPT_BENCH_CACHE or ~/.cache/vlprompt-bench)",
+    )
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+
+
 def add_artifact_options(parser: argparse.ArgumentParser) -> None:
     """The options naming a saved run's artifact, and the backbone to read it with."""
     from benchmark.request import DEFAULT_RESULTS

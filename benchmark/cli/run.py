@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 
 from benchmark.cli.command import Command
-from benchmark.cli.options import count, csv_list, positive_ints, registry_for, seeds
+from benchmark.cli.options import (
+    add_data_options,
+    count,
+    csv_list,
+    positive_ints,
+    registry_for,
+    seeds,
+)
 from benchmark.config import PRESETS
 from benchmark.errors import EXIT_CELLS_FAILED, EXIT_OK, UserError
 from benchmark.request import DEFAULT_RESULTS
@@ -42,13 +49,9 @@ def configure(run: argparse.ArgumentParser) -> None:
         help="comma-separated (default: the mini world, or "
         "every standard dataset when --data-root is given)",
     )
-    run.add_argument(
-        "--dataset",
-        dest="user_datasets",
-        action="append",
-        default=[],
-        metavar="NAME[@SOURCE]=PATH[:TEMPLATE]",
-        help="your own dataset, repeatable: an ImageFolder folder (train/<class>/, "
+    add_data_options(
+        run,
+        "your own dataset, repeatable: an ImageFolder folder (train/<class>/, "
         "test/<class>/, optional val/<class>/) or a CoOp split file SPLIT.json[:IMAGEDIR]; "
         "TEMPLATE is its zero-shot prompt with {} for the class name (default: 'a photo of "
         "a {}.'); the first is the source of cross-dataset runs, the others its targets; "
@@ -64,15 +67,7 @@ def configure(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--pretrained", help="open_clip pretrained tag (default: openai)")
     run.add_argument("--checkpoint", type=Path, help="a local weights file instead of --pretrained")
-    run.add_argument("--data-root", type=Path, help="folder holding the datasets in CoOp's layout")
     run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="default: results")
-    run.add_argument(
-        "--cache-dir",
-        type=Path,
-        help="features and generated data "
-        "(default: $VLPROMPT_BENCH_CACHE or ~/.cache/vlprompt-bench)",
-    )
-    run.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     run.add_argument(
         "--preset",
         choices=PRESETS,
