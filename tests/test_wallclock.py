@@ -61,7 +61,7 @@ def test_default_run_times_what_run_without_arguments_runs(monkeypatch, tmp_path
     assert sorted(request.datasets) == sorted(plugin.DATASETS)
     assert request.methods == list(registry.methods)
     assert request.protocols == list(registry.protocols)
-    assert (request.seeds, request.preset, request.shots) == ([1], "quick", None)
+    assert (request.seeds, request.preset, request.shots) == ([1], "quick", [4])
     assert (request.results, request.cache_dir) == (tmp_path / "r", tmp_path / "c")
     assert json.loads(out.read_text()) == {"runs": 1, "failed": 0}
     assert capsys.readouterr().out.strip() == "table"
