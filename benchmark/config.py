@@ -30,6 +30,12 @@ def at_least(name: str, value: float, low: float) -> None:
     require(math.isfinite(value) and value >= low, f"{name} must be at least {low}, got {value}")
 
 
+def above(name: str, value: float, low: float) -> None:
+    """A config field that must be a finite number greater than ``low``."""
+    message = f"{name} must be a finite number above {low}, got {value}"
+    require(math.isfinite(value) and value > low, message)
+
+
 def a_template(name: str, template: str) -> None:
     """A config field holding a hand-crafted prompt (empty: the dataset's own): ``{}`` once."""
     if template:

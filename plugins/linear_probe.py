@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from benchmark.config import at_least, require
+from benchmark.config import above, at_least
 from benchmark.engine import Engine
 from benchmark.method import LearnedState
 from benchmark.protocol import Classes, TrainData
@@ -54,7 +54,7 @@ class Config:
         at_least("C", self.C, 0)  # 0: searched
         at_least("max_iter", self.max_iter, 1)
         at_least("bisection_steps", self.bisection_steps, 0)
-        require(self.tolerance > 0, f"tolerance must be positive, got {self.tolerance}")
+        above("tolerance", self.tolerance, 0)
 
 
 def fit_logistic(

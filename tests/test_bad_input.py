@@ -75,7 +75,12 @@ def one_line(capsys, code: int, expected_code: int, *fragments: str) -> str:
         (["--methods", "coop", "--set", "coop.n_ctx=200"], ["--set coop", "n_ctx must be 0..73"]),
         (["--methods", "coop", "--set", "coop.batch_size=0"], ["batch_size must be at least 1"]),
         (["--methods", "coop", "--set", "coop.views=-1"], ["views must be at least 0"]),
-        (["--methods", "coop", "--set", "coop.lr=0"], ["lr must be positive"]),
+        (["--methods", "coop", "--set", "coop.lr=0"], ["lr must be a finite number above 0"]),
+        (["--methods", "coop", "--set", "coop.lr=1e999"], ["lr must be a finite", "got inf"]),
+        (
+            ["--methods", "linear_probe", "--set", "linear_probe.tolerance=inf"],
+            ["tolerance must be a finite number above 0"],
+        ),
         (["--methods", "kgcoop", "--set", "kgcoop.weight=-1"], ["weight must be at least 0"]),
         (["--methods", "gcscoop", "--set", "gcscoop.beta2=2"], ["beta2 is a cosine bound"]),
         (["--methods", "scoop", "--set", "scoop.rho=-0.1"], ["rho must be at least 0"]),

@@ -19,7 +19,6 @@ its paper's parts only:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any, TypeVar
 import torch
 import torch.nn.functional as F
 
-from benchmark.config import at_least, require
+from benchmark.config import above, at_least, require
 from benchmark.engine import Engine
 from benchmark.method import LearnedState, Setting
 from benchmark.perf.reference_step import ReferenceDesign
@@ -83,7 +82,7 @@ class PromptConfig:
             )
         at_least("epochs", self.epochs, 0)  # 0: untrained
         at_least("batch_size", self.batch_size, 1)
-        require(math.isfinite(self.lr) and self.lr > 0, f"lr must be positive, got {self.lr}")
+        above("lr", self.lr, 0)
         require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
         at_least("weight_decay", self.weight_decay, 0)
         at_least("views", self.views, 0)  # 0: a new view each epoch
