@@ -8,8 +8,10 @@ decides its result (:func:`identity`), so a finished cell is never run again and
 is a new cell; that includes the content of its inputs, the fingerprint of every dataset it
 reads (:mod:`benchmark.datasets.fingerprint`) and of the weights, so changed data or weights
 behind an old name give new runs. Cells that differ only by seed form a group, which the
-runner trains together. A cell that would train on an empty split or evaluate one is refused
-here, before anything runs.
+runner trains together. A cell that would train on an empty split, train on a class without
+images or evaluate an empty split is refused here, before anything runs; a class with fewer
+training images than the shots asked for trains on all it has, as the reference's sampler
+does, and planning says so (a :class:`FewerShotsWarning`, which the runner prints).
 
 Planning reads the selected datasets' splits (to fingerprint them) and hashes a weights file,
 each once; with ``read_data=False`` it reads nothing and plans cells without a run id (what
@@ -18,15 +20,19 @@ each once; with ``read_data=False`` it reads nothing and plans cells without a r
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Mapping
+import sys
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from benchmark.config import apply_overrides, config_json, run_id
 from benchmark.errors import DataError, UserError, first_line
 from benchmark.method import Method, Setting
-from benchmark.protocol import Catalog, Plan
+from benchmark.protocol import Catalog, Plan, TrainData
 from benchmark.registry import Registry
 from benchmark.request import RunRequest, split_variant
 
@@ -99,13 +105,32 @@ def identity(
     }
 
 
+class FewerShotsWarning(UserWarning):
+    """Some class of a training split has fewer images than the shots asked for."""
+
+
+def images_per_class(train: TrainData) -> list[tuple[int, str]]:
+    """(drawn training images, class name) of every class ``train`` trains on."""
+    counts = Counter(sample.label for sample in train.samples)
+    return [(counts[label], name) for label, name in enumerate(train.classes.names)]
+
+
 def check_not_empty(plan: Plan, protocol: str) -> None:
-    """Refuse a cell that would train on no images or evaluate a split of none: it could
-    give no valid number (an empty test split would be "done" with no result)."""
-    if not plan.train.samples:
+    """Refuse a cell that would train on no images, on a class without images, or evaluate
+    a split of none: it could give no valid number (an empty test split would be "done" with
+    no result; a class without training images is not trained K-shot)."""
+    train = plan.train
+    if not train.samples:
         raise DataError(
-            f"dataset {plan.train.dataset!r}: its train split, which {protocol} trains on, "
-            "has no images"
+            f"dataset {train.dataset!r}: its train split, which {protocol} trains on, has no images"
+        )
+    per_class = images_per_class(train)
+    empty = [name for count, name in per_class if count == 0]
+    if empty:
+        raise DataError(
+            f"dataset {train.dataset!r}: {len(empty)} of the {len(per_class)} classes that "
+            f"{protocol} trains on have no training images ({', '.join(map(repr, empty[:3]))}"
+            f"{', ...' if len(empty) > 3 else ''}); every trained class needs at least one"
         )
     for split in plan.evals:
         if not split.samples:
@@ -114,6 +139,39 @@ def check_not_empty(plan: Plan, protocol: str) -> None:
                 f"dataset {split.eval_dataset!r}: its {which}, which {protocol} evaluates, "
                 "has no images"
             )
+
+
+def warn_fewer_shots(plan: Plan, protocol: str) -> None:
+    """A :class:`FewerShotsWarning` when classes have fewer training images than the shots
+    (the reference's sampler then takes all of them): the run is not quite K-shot."""
+    train = plan.train
+    per_class = images_per_class(train)
+    fewest, name = min(per_class)
+    if fewest < train.shots:
+        short = sum(count < train.shots for count, _ in per_class)
+        warnings.warn(
+            f"dataset {train.dataset!r} ({protocol}, {train.shots} shots): {short} of "
+            f"{len(per_class)} classes have fewer than {train.shots} training images (fewest: "
+            f"{fewest}, {name!r}); they train on all they have, as the reference's sampler "
+            "does",
+            FewerShotsWarning,
+            stacklevel=2,
+        )
+
+
+@contextlib.contextmanager
+def planning_warnings() -> Iterator[None]:
+    """Each distinct :class:`FewerShotsWarning` raised inside, as one ``warning:`` line on
+    stderr after the block (planning is quick); other warnings go on as usual."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FewerShotsWarning)
+        yield
+    ours = [w for w in caught if issubclass(w.category, FewerShotsWarning)]
+    for message in dict.fromkeys(str(w.message) for w in ours):
+        print(f"warning: {message}", file=sys.stderr)
+    for w in caught:
+        if w not in ours:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def check_overrides(request: RunRequest) -> None:
@@ -154,6 +212,7 @@ class Inputs:
         except Exception as exc:  # a broken protocol or reader: its cells will fail
             return {"unplanned": f"{type(exc).__name__}: {first_line(exc)}"}
         check_not_empty(plan, protocol_name)
+        warn_fewer_shots(plan, protocol_name)
         read = {plan.train.dataset, *(split.eval_dataset for split in plan.evals)}
         return {name: self.catalog.fingerprint(name) for name in sorted(read)}
 

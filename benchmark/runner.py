@@ -140,7 +140,8 @@ class Runner:
     def run(self, executor: Executor | None = None) -> Summary:
         """Run the planned cells not done yet; ``executor`` runs the groups (default: here)."""
         summary = Summary()
-        groups = self.plan()
+        with planner.planning_warnings():
+            groups = self.plan()
         done = set() if self.request.rerun else self.store.done_run_ids()
         summary.planned = sum(len(g) for g in groups)
         todo = []

@@ -232,6 +232,28 @@ def test_dataset_with_no_training_images_for_a_training_protocol(tmp_path, capsy
     one_line(capsys, code, EXIT_DATA, "dataset 'mine'", "train split", "has no images")
 
 
+def test_a_trained_class_without_training_images_is_refused(tmp_path, capsys):
+    data = write_imagefolder(tmp_path / "d", CLASSES, (1, 0, 1))
+    for image in (data / "train/blue_triangle").iterdir():  # its folder stays, empty
+        image.unlink()
+    code = run(tmp_path, "--dataset", f"mine={data}")
+    one_line(capsys, code, EXIT_DATA, "dataset 'mine'", "1 of the 3 classes", "'blue triangle'")
+    assert _no_results(tmp_path / "results")
+
+
+def test_fewer_training_images_than_shots_is_said_once_and_runs(tmp_path, capsys, tree):
+    # one training image per class, two shots: the reference's sampler takes the one
+    code = run(tmp_path, "--dataset", f"shapes={tree}", "--shots", "2", "--seeds", "1,2")
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert code == 0 and not _no_results(tmp_path / "results"), err
+    assert warnings == [
+        "warning: dataset 'shapes' (few_shot, 2 shots): 3 of 3 classes have fewer than 2 "
+        "training images (fewest: 1, 'blue triangle'); they train on all they have, as the "
+        "reference's sampler does"
+    ]
+
+
 def test_empty_test_split_is_refused_before_any_work(tmp_path, capsys, tree):
     # "good" alone would run; "empty" has training images but no test image
     train = [[str(tree / "train/red_square/train_0.png"), 0, "red_square"]]

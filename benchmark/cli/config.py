@@ -75,7 +75,7 @@ def resolve(args: argparse.Namespace) -> dict:
     from benchmark.catalog import DatasetCatalog
     from benchmark.datasets.spec import DataContext
     from benchmark.method import Setting
-    from benchmark.planner import method_of, plan
+    from benchmark.planner import method_of, plan, planning_warnings
     from benchmark.request import resolve_request, split_variant
 
     registry = registry_for(args)
@@ -101,7 +101,8 @@ def resolve(args: argparse.Namespace) -> dict:
     context = DataContext(request.data_root, request.cache_dir)
     catalog = DatasetCatalog(registry.datasets, context, request.datasets)
     try:
-        groups = plan(registry, request, catalog)
+        with planning_warnings():
+            groups = plan(registry, request, catalog)
         missing = ""
     except DataError as exc:  # the data cannot be read: no run id
         groups, missing = plan(registry, request, catalog, read_data=False), str(exc)
