@@ -152,17 +152,24 @@ class Backbone:
         quick_gelu = bool(
             open_clip.get_pretrained_cfg(spec.name, spec.pretrained).get("quick_gelu")
         )
+        # A failed download is logged at length by the hub client and by open_clip; the
+        # error below says it in one line.
+        logging.disable(logging.ERROR)
         try:
             return open_clip.create_model(
                 spec.name, pretrained=spec.pretrained, force_quick_gelu=quick_gelu
             )
         except Exception as exc:  # the hub download failed: no network, or no such file
+            reason = first_line(exc)
+            reason = reason if len(reason) <= 200 else reason[:199] + "…"
             raise UserError(
                 f"could not get the {spec.name}/{spec.pretrained} weights "
-                f"({type(exc).__name__}: {first_line(exc)[:200]}); without network "
+                f"({type(exc).__name__}: {reason}); without network "
                 "access, download them elsewhere and pass the file with --checkpoint FILE",
                 EXIT_ENVIRONMENT,
             ) from exc
+        finally:
+            logging.disable(logging.NOTSET)
 
     def _image_size(self) -> int:
         size = getattr(self.model.visual, "image_size", 224)

@@ -290,6 +290,30 @@ def test_checkpoint_of_another_architecture(tmp_path, capsys, tree):
     one_line(capsys, code, EXIT_ENVIRONMENT, "is not a checkpoint of this CLIP architecture")
 
 
+def test_weights_that_cannot_be_downloaded_are_one_line_without_the_hubs_logs(
+    tmp_path, capsys, tree, monkeypatch
+):
+    import logging
+
+    import open_clip.factory
+
+    def offline(*args, **kwargs):  # what the hub client does without network
+        logging.getLogger("huggingface_hub").warning("Name or service not known")
+        raise OSError("cannot reach the hub: " + "x" * 300 + "\nsecond line")
+
+    monkeypatch.setattr(open_clip.factory, "download_pretrained", offline)
+    argv = _argv(tmp_path, "--dataset", f"shapes={tree}", "--backbone", "RN50")
+    argv = argv[: argv.index("--checkpoint")] + argv[argv.index("--checkpoint") + 2 :]
+    code = main([*argv, "--pretrained", "openai"])
+    err = capsys.readouterr().err
+    assert code == EXIT_ENVIRONMENT and "Traceback" not in err, err
+    (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
+    others = err.replace(line, "")
+    assert "Name or service" not in others and "Failed to download" not in others, err
+    assert "could not get the RN50/openai weights" in line and "--checkpoint FILE" in line
+    assert "…" in line and "second line" not in line and len(line) < 400
+
+
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
 def test_checkpoint_that_is_not_a_weights_file(tmp_path, capsys, tree, suffix):
     junk = tmp_path / f"junk{suffix}"
