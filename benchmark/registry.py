@@ -177,17 +177,23 @@ class Register(Generic[T]):
         self._staged = staged if staged is not None else table
         self.tried: list[str] = []  # every name registered, valid or not
 
+    def provider_of(self, name: str) -> Provider | None:
+        """Who registered ``name`` already (None: the name is free)."""
+        for table in (self._table, self._staged):
+            if name in table:
+                return table[name].provider
+        return None
+
     def __call__(self, value: T) -> None:
         name = getattr(value, "name", None)
         if not isinstance(name, str) or not name:
             raise UserError(f"registered a {self._kind} without a name")
         self.tried.append(name)
-        for table in (self._table, self._staged):
-            if name in table:
-                first = table[name].provider
-                raise UserError(
-                    f"{self._kind} {name!r} is registered twice: by {first} and by {self._provider}"
-                )
+        first = self.provider_of(name)
+        if first is not None:
+            raise UserError(
+                f"{self._kind} {name!r} is registered twice: by {first} and by {self._provider}"
+            )
         problem = _entry_problem(self._kind, value)
         if problem:
             raise UserError(f"registered {self._kind} {name!r} {problem}")

@@ -98,6 +98,12 @@ def test_usage_errors(tmp_path, capsys, tree, argv, fragments):
     one_line(capsys, code, EXIT_USAGE, *fragments)
 
 
+@pytest.mark.parametrize("name", ["mini_counts", "oxford_pets"])
+def test_a_dataset_named_like_a_built_in_one_is_refused(tmp_path, capsys, tree, name):
+    code = run(tmp_path, "--dataset", f"{name}={tree}")
+    one_line(capsys, code, EXIT_USAGE, f"--dataset {name}=", "give yours another name")
+
+
 def test_nothing_left_to_run_after_filtering(tmp_path, capsys, tree):
     # cross-dataset trains on the source; only a target is selected: an empty matrix
     argv = ["--dataset", f"source={tree}", "--dataset", f"target={tree}", "--datasets", "target"]

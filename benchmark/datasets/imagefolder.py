@@ -30,7 +30,7 @@ from pathlib import Path
 from benchmark.datasets.fingerprint import image_list_fingerprint
 from benchmark.datasets.spec import DataContext, DatasetSpec, Sample, Splits, template_problem
 from benchmark.datasets.splitfile import read_split_file
-from benchmark.errors import DataError, unknown_name
+from benchmark.errors import DataError, UserError, unknown_name
 from benchmark.hookspecs import hookimpl
 
 WORLD = "user"
@@ -250,4 +250,10 @@ class UserDatasets:
     @hookimpl
     def register_datasets(self, register) -> None:
         for spec in self.specs:
+            taken_by = register.provider_of(spec.name)
+            if taken_by is not None:
+                raise UserError(
+                    f"--dataset {spec.name}=...: {taken_by.plugin} ({taken_by.distribution}) "
+                    "already has a dataset of that name; give yours another name"
+                )
             register(spec)
