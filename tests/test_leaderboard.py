@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 
 from benchmark.leaderboard import (
     MEAN_OF_H,
+    MixedConfigurationsWarning,
     Stat,
     Table,
     aggregate,
@@ -187,6 +189,22 @@ def test_duplicate_seed_keeps_newest() -> None:
     )
     cell = aggregate(frame(rows)).iloc[0]
     assert cell["mean"] == pytest.approx(71.0) and cell["n_seeds"] == 3
+
+
+def test_seeds_of_different_configurations_are_never_averaged() -> None:
+    rows = seeded((60.0, 61.0, 62.0))  # config "{}"
+    later = pd.Timestamp("2026-02-01", tz="UTC")
+    rows.append(row(seed=1, value=90.0, run_id="epochs-5", config='{"epochs": 5}', timestamp=later))
+    with pytest.warns(MixedConfigurationsWarning, match=r"configurations: 1 \(e\.g\. coop"):
+        cell = aggregate(frame(rows)).iloc[0]
+    # not (90 + 61 + 62) / 3: seeds 2 and 3 ran with the older configuration
+    assert not cell["complete"] and math.isnan(cell["mean"]) and cell["seeds"] == (1,)
+    for seed, value in ((2, 91.0), (3, 92.0)):  # the other seeds run with it too
+        rows.append(row(seed=seed, value=value, config='{"epochs": 5}', timestamp=later))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing left out that the newest lacks: no warning
+        cell = aggregate(frame(rows)).iloc[0]
+    assert cell["complete"] and cell["mean"] == pytest.approx(91.0)
 
 
 # -- layouts, ranking, marks ---------------------------------------------------------------

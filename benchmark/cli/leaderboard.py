@@ -111,8 +111,8 @@ def _warnings_on_stderr() -> Iterator[None]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
+    for message in dict.fromkeys(str(warning.message) for warning in caught):
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def board_of(table, protocol: str | None, registry, published=None, average_h: str = MEAN_OF_H):

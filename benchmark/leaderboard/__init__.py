@@ -33,6 +33,7 @@ _LAZY = {
     "CELL_KEYS": "cells",
     "Measured": "cells",
     "Measurements": "cells",
+    "MixedConfigurationsWarning": "cells",
     "aggregate": "cells",
     "measurements": "cells",
     "Stat": "table",

@@ -10,7 +10,11 @@ non-missing value count; accuracies are percentages (0-100).
   failed runs included (a seed that failed everywhere is still a missing seed). An
   incomplete cell has no mean and shows empty, never as a partial mean.
 * Should one seed of a cell hold several ok rows (the same cell run twice under different
-  run ids), the newest by ``timestamp`` counts.
+  run ids), the newest by ``timestamp`` counts. Seeds never mix settings: where a cell's
+  rows were run with several configurations (``--set``, a preset, a new version of the
+  method's settings), only the rows of its newest row's configuration count, so the other
+  seeds of an older configuration leave the cell incomplete rather than averaged in. Such
+  cells are reported (a :class:`MixedConfigurationsWarning`).
 * The std is the population standard deviation over seeds (``ddof=0``), as in the papers.
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -25,7 +30,14 @@ import pandas as pd
 
 from benchmark.leaderboard.layout import Key, Scope, Spec, evaluate
 
-__all__ = ["CELL_KEYS", "Measured", "Measurements", "aggregate", "measurements"]
+__all__ = [
+    "CELL_KEYS",
+    "Measured",
+    "Measurements",
+    "MixedConfigurationsWarning",
+    "aggregate",
+    "measurements",
+]
 
 CELL_KEYS = (
     "method",
@@ -45,6 +57,38 @@ SEED_SCOPE = ("protocol", "backbone", "pretrained")
 
 GROUP_KEYS = ("protocol", "backbone", "pretrained", "shots")
 """The columns of one leaderboard table (transfer protocols split it further by source)."""
+
+
+class MixedConfigurationsWarning(UserWarning):
+    """Cells whose rows were run with several configurations: only the newest one counts."""
+
+
+def newest_configuration(ok: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``ok`` (sorted oldest first) run with their cell's newest configuration.
+
+    A :class:`MixedConfigurationsWarning` names the cells where this leaves out a seed that
+    only an older configuration has (those cells would have mixed settings)."""
+    if "config" not in ok.columns or ok.empty:
+        return ok
+    keys = list(CELL_KEYS)
+    newest = ok["config"] == ok.groupby(keys, dropna=False, observed=True)["config"].transform(
+        "last"
+    )
+    kept = set(ok[newest][[*keys, "seed"]].itertuples(index=False, name=None))
+    dropped = ok[~newest][[*keys, "seed"]].itertuples(index=False, name=None)
+    lost = sorted({row[:-1] for row in dropped if row not in kept}, key=str)
+    if lost:
+        key = dict(zip(keys, lost[0], strict=True))
+        shots = f"{key['shots']} shot{'' if key['shots'] == 1 else 's'}"
+        warnings.warn(
+            f"cells whose seeds were run with different configurations: {len(lost)} (e.g. "
+            f"{key['method']} · {key['protocol']} · {key['dataset']} · {shots}); each shows "
+            "its newest configuration's seeds only, incomplete until the other seeds are run "
+            "with it",
+            MixedConfigurationsWarning,
+            stacklevel=3,
+        )
+    return ok[newest]
 
 
 def aggregate(
@@ -75,7 +119,7 @@ def aggregate(
     ok = rows[(rows["status"] == "ok") & rows["value"].notna()]
     if "timestamp" in ok.columns and ok["timestamp"].notna().any():
         ok = ok.sort_values("timestamp", kind="stable")
-    ok = ok.drop_duplicates([*CELL_KEYS, "seed"], keep="last")
+    ok = newest_configuration(ok).drop_duplicates([*CELL_KEYS, "seed"], keep="last")
     if ok.empty:
         return pd.DataFrame(columns=out_columns)
     ok = ok.sort_values("seed", kind="stable")
