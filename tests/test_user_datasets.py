@@ -122,7 +122,7 @@ def test_template_suffix_and_roles(tmp_path):
         ("nothing", 3, "expected NAME=PATH"),
         ("x=/no/such/folder", 3, "is not a directory"),
         ("x=/no/such/split.json", 3, "split file not found"),
-        ("mini_shapes={tree}", 2, "dataset 'mini_shapes' is registered twice"),
+        ("mini_shapes={tree}", 2, "--dataset mini_shapes=...: mini_world (vlprompt-bench) already"),
     ],
 )
 def test_bad_dataset_options_get_one_line(tmp_path, capsys, option, code, message):
