@@ -12,6 +12,7 @@ import pytest
 from benchmark import recipes
 from benchmark.cli import build_parser, main
 from benchmark.perf.recipe_cost import recipe_cost
+from benchmark.planner import FewerShotsWarning
 from benchmark.reference import AVERAGE, AVERAGED_OVER, PUBLISHED_PRETRAINED, load
 from benchmark.registry import build_registry
 from tests.conftest import TOY_DATASET, toy_request, write_coop_dataset
@@ -227,7 +228,8 @@ def test_run_recipe_plans_the_table_on_the_datasets_asked_for(registry, data_roo
         ["base_to_new"],
         data_root,
     )
-    groups = runner.plan()
+    with pytest.warns(FewerShotsWarning, match="fewer than 16 training images"):
+        groups = runner.plan()  # the fixture has 2 training images per class
     cells = [cell for group in groups for cell in group]
     methods = ("zeroshot", "coop", "cocoop", "prograd", "kgcoop", "scoop", "gcscoop")
     expected = {(m, d, 16, s) for m in methods for d in ("oxford_pets", "dtd") for s in (1, 2)}
@@ -284,7 +286,8 @@ def test_run_recipe_narrowed_by_methods_and_shots(registry, data_root, tmp_path)
             "cpu",
         ],
     )
-    cells = [cell for group in runner.plan() for cell in group]
+    with pytest.warns(FewerShotsWarning, match=r"'dtd' \(few_shot, 16 shots\)"):
+        cells = [cell for group in runner.plan() for cell in group]
     assert {(c.method, c.dataset, c.shots) for c in cells} == {
         ("prograd", "dtd", 1),
         ("prograd", "dtd", 16),
