@@ -68,6 +68,8 @@ def one_line(capsys, code: int, expected_code: int, *fragments: str) -> str:
         (["--methods", "KGCOOP"], ["unknown method 'KGCOOP'", "Did you mean 'kgcoop'?"]),
         (["--backbone", "vlprompt-tiyn"], ["unknown backbone", "Did you mean 'vlprompt-tiny'?"]),
         (["--set", "zeroshot"], ["expected method.field=value"]),
+        (["--methods", ","], ["--methods", "expected comma-separated names, got ','"]),
+        (["--datasets", ""], ["--datasets", "expected comma-separated names"]),
         (["--set", "zeroshot.ensemble=maybe"], ["--set zeroshot.ensemble", "true or false"]),
         # every numeric field has a valid range, checked before anything runs
         (["--methods", "coop", "--set", "coop.epochs=-3"], ["--set coop", "epochs", "at least 0"]),
@@ -102,6 +104,18 @@ def test_usage_errors(tmp_path, capsys, tree, argv, fragments):
 def test_a_dataset_named_like_a_built_in_one_is_refused(tmp_path, capsys, tree, name):
     code = run(tmp_path, "--dataset", f"{name}={tree}")
     one_line(capsys, code, EXIT_USAGE, f"--dataset {name}=", "give yours another name")
+
+
+def test_a_prompt_longer_than_the_text_encoder_is_refused_not_cut(tmp_path, capsys, tree):
+    # [SOS], 73 context tokens, "blue triangle" (2 tokens), "." and [EOT]: 78 of 77 positions
+    argv = ["--dataset", f"shapes={tree}", "--methods", "coop", "--set", "coop.n_ctx=73"]
+    code = run(tmp_path, *argv, "--set", "coop.epochs=1")
+    one_line(capsys, code, EXIT_USAGE, "X blue triangle.'", "is 78 tokens", "text encoder's 77")
+    assert _no_results(tmp_path / "results")
+    # one-token class names fill the 77 positions exactly: that is no cut
+    exact = write_imagefolder(tmp_path / "exact", ("cat", "dog"), (1, 0, 1))
+    argv = ["--dataset", f"pets={exact}", "--methods", "coop", "--set", "coop.n_ctx=73"]
+    assert run(tmp_path, *argv, "--set", "coop.epochs=1") == 0
 
 
 def test_nothing_left_to_run_after_filtering(tmp_path, capsys, tree):

@@ -6,8 +6,16 @@ import argparse
 from pathlib import Path
 
 
-def csv_list(text: str) -> list[str]:
+def _items(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def csv_list(text: str) -> list[str]:
+    """Comma-separated names, at least one (an empty list never means "all")."""
+    items = _items(text)
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return items
 
 
 #: The largest seed or shot count: the results store them as 32-bit integers.
@@ -17,7 +25,7 @@ INT32_MAX = 2**31 - 1
 def ints(text: str) -> list[int]:
     """Comma-separated integers, each once, in the order given."""
     try:
-        values = [int(item) for item in csv_list(text)]
+        values = [int(item) for item in _items(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got {text!r}"

@@ -28,6 +28,7 @@ from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
 
 from benchmark.backbone import Backbone
+from benchmark.errors import UserError
 
 PLACEHOLDER = "X"
 
@@ -104,10 +105,27 @@ class TextTower:
         self.shares_prefixes = self.tower.attn_mask is not None and _plain_blocks(self.tower)
 
     def tokens(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids cut after the last EOT of the batch, and each text's EOT position."""
+        """Token ids cut after the last EOT of the batch, and each text's EOT position.
+
+        A text longer than the encoder's context is refused (:class:`UserError`): the
+        tokenizer would cut it, class name included, without a word."""
         tokens = self.backbone.tokenize(texts)
         eot = tokens.argmax(dim=-1)
+        self._check_length(texts, tokens.shape[1], eot)
         return tokens[:, : int(eot.max()) + 1], eot
+
+    def _check_length(self, texts: list[str], limit: int, eot: torch.Tensor) -> None:
+        encode = getattr(self.backbone.tokenizer, "encode", None)
+        if encode is None:  # a tokenizer that cannot count a text's tokens
+            return
+        for i in (eot == limit - 1).nonzero()[:, 0].tolist():  # filled up: cut, or exact
+            length = len(encode(texts[i])) + 2  # with [SOS] and [EOT]
+            if length > limit:
+                shown = texts[i] if len(texts[i]) <= 80 else "…" + texts[i][-79:]
+                raise UserError(
+                    f"the prompt {shown!r} is {length} tokens, more than the text encoder's "
+                    f"{limit}: use a shorter context (n_ctx, ctx_init) or class name"
+                )
 
     @torch.no_grad()
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
