@@ -132,8 +132,8 @@ def render(data: dict[str, Any]) -> str:
             words = ", ".join(f"{n['word']} ({n['distance']:.4f})" for n in vector["nearest"])
             lines.append(f"  {vector['position']}: {words}")
     if data["not_read"]:
+        also = "; the context is read without them" if data["contexts"] else ""
         lines.append(
-            f"not read (not in the token-embedding space): {', '.join(data['not_read'])}; "
-            "the context is read without them"
+            f"not read (not in the token-embedding space): {', '.join(data['not_read'])}{also}"
         )
     return "\n".join(lines)

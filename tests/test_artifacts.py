@@ -174,6 +174,16 @@ def test_inspect_reads_cocoop_context_without_the_meta_net(trained, tmp_path, ca
     assert "not read (not in the token-embedding space): meta_net.b1" in text
 
 
+def test_inspect_of_a_linear_probe_says_there_is_no_context(trained, tmp_path, capsys):
+    run_id = accuracy_rows(trained).loc["linear_probe", "run_id"]
+    assert main(["inspect", run_id, "--results", str(tmp_path / "results")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:] == [
+        "no context vectors in the token-embedding space to read",
+        "not read (not in the token-embedding space): bias, weight",
+    ]
+
+
 def damage(path: Path, how: str) -> None:
     data = path.read_bytes()
     if how == "garbage":
