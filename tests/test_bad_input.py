@@ -158,6 +158,10 @@ def test_missing_split_file_of_a_standard_dataset(tmp_path, capsys):
         ("{not json", "not valid JSON"),
         ({"train": [], "test": []}, "expected an object with keys train, val, test"),
         ({"train": [["a.png", "zero", "cat"]], "val": [], "test": []}, "train[0]"),
+        (
+            {"train": [["a.png", 0, "cat"]], "val": [], "test": [["b.png", 0, " _ "]]},
+            "test[0] is ['b.png', 0, ' _ ']; a class name cannot be empty",
+        ),
     ],
 )
 def test_malformed_user_split_file(tmp_path, capsys, content, fragment):

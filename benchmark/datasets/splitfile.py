@@ -50,6 +50,11 @@ def _samples(entries: object, split: str, image_dir: Path, where: Path) -> list[
                 f"{where}: {split}[{i}] is {_shown(entry)}; a path or class name cannot hold "
                 "a NUL byte"
             )
+        if not entry[2].replace("_", " ").strip():
+            raise DataError(
+                f"{where}: {split}[{i}] is {_shown(entry)}; a class name cannot be empty "
+                "(it is what the prompts say)"
+            )
         samples.append(Sample(str(image_dir / entry[0]), entry[1], entry[2]))
     return samples
 
