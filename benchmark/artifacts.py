@@ -20,7 +20,8 @@ pickled, nothing executes on load), with string metadata:
 
 Files are written as results files are: to a temporary name, flushed to disk, renamed into
 place. Reading checks everything before use: a file that is not safetensors, not an
-artifact of this suite, of a newer format, or lacking what its method needs is a one-line
+artifact of this suite, of a newer format, holding NaN or infinite values, or lacking what
+its method needs is a one-line
 error naming it (exit code 4), as is an artifact of another backbone than the one asked for.
 """
 
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save
@@ -211,6 +213,13 @@ def load(path: Path) -> Artifact:
     absent = [name for name in contexts if name not in tensors]
     if absent:
         raise _refuse(path, f"its context tensors {', '.join(absent)} are missing")
+    not_finite = [
+        name
+        for name, tensor in tensors.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if not_finite:
+        raise _refuse(path, f"tensor {not_finite[0]!r} holds NaN or infinite values")
     state = LearnedState(tensors, {str(k): str(v) for k, v in texts.items()}, contexts)
     classifier = metadata.get("classifier", "")
     return Artifact(path, provenance, state, classifier, hashlib.sha256(data).hexdigest())

@@ -36,7 +36,7 @@ from benchmark.config import run_id
 from benchmark.datasets.imagefolder import WORLD as USER_WORLD
 from benchmark.datasets.spec import DataContext
 from benchmark.engine import Engine
-from benchmark.errors import DataError, UserError
+from benchmark.errors import EXIT_ENVIRONMENT, DataError, UserError
 from benchmark.features import FeatureCache
 from benchmark.planner import ENGINE_VERSION, method_of
 from benchmark.protocol import Classes, EvalSplit
@@ -44,7 +44,7 @@ from benchmark.registry import Registry
 from benchmark.request import split_variant
 from benchmark.results import ResultRow, ResultStore
 from benchmark.runner import device_label, git_commit
-from benchmark.scoring import top1
+from benchmark.scoring import InvalidScores, top1
 
 PROTOCOL = "eval"
 SPLIT = "all"
@@ -162,7 +162,13 @@ def evaluate(
     provider = registry.methods.provider(split_variant(provenance.method)[0])
     for eval_id, split in todo:
         start = time.perf_counter()
-        accuracy = top1(classifier, engine.features.features(split.samples), split)
+        try:
+            accuracy = top1(classifier, engine.features.features(split.samples), split)
+        except InvalidScores as exc:
+            raise UserError(
+                f"run {provenance.run_id}: {exc}; its artifact gives no valid number",
+                EXIT_ENVIRONMENT,
+            ) from exc
         seconds = time.perf_counter() - start
         if accuracy is None:
             summary.unscorable.append(split.eval_dataset)

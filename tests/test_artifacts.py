@@ -199,6 +199,8 @@ def damage(path: Path, how: str) -> None:
             del tensors["meta_net.w2"]
         elif how == "other dtype":
             tensors["ctx"] = tensors["ctx"].half()
+        elif how == "NaN":
+            tensors["meta_net.w2"][0, 0] = float("nan")
         else:  # saved by a classifier its method does not rebuild
             metadata["classifier"] = "my_plugin.ConditionalClassifier"
         path.write_bytes(save(tensors, metadata))
@@ -212,6 +214,7 @@ def damage(path: Path, how: str) -> None:
         ("foreign", "its metadata does not say format 'vlprompt-bench artifact'"),
         ("missing tensor", "cocoop: no tensor 'meta_net.w2'"),
         ("other dtype", "cocoop: tensor 'ctx' is torch.float16, expected torch.float32"),
+        ("NaN", "tensor 'meta_net.w2' holds NaN or infinite values"),
         ("other classifier", "saved by a my_plugin.ConditionalClassifier, and method cocoop"),
     ],
 )
