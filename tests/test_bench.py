@@ -89,6 +89,27 @@ def test_from_json_reprints_a_saved_report(quick_report, tmp_path, capsys) -> No
     assert "| gcscoop" in out and "feature extraction" in out
 
 
+@pytest.mark.parametrize(
+    ("command", "drop", "missing"),
+    [
+        (["bench", "--from-json"], "rows", "no 'rows'"),
+        (["bench", "--estimate", "--from-json"], "reference_image_ms", "no 'reference_image_ms'"),
+        (["recipes", "--bench"], "rows", "no 'rows'"),
+    ],
+)
+def test_an_incomplete_saved_report_is_one_line(
+    quick_report, tmp_path, capsys, command, drop, missing
+) -> None:
+    path = tmp_path / "cut.json"
+    report = {k: v for k, v in quick_report.items() if k != drop}
+    report["backbone"] = "ViT-B-16"  # the recipes' backbone: `recipes` uses the report
+    path.write_text(json.dumps(report))
+    assert main([*command, str(path)]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{path}" in err and f"not a complete bench report ({missing})" in err
+
+
 def test_bad_bench_options_get_one_line(tmp_path, capsys) -> None:
     assert main(["--no-plugin-autoload", "bench", "--methods", "zeroshot"]) == 2
     assert "valid: cocoop, coop, gcscoop, kgcoop, prograd, scoop" in capsys.readouterr().err

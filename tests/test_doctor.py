@@ -332,3 +332,8 @@ def test_bad_doctor_options_get_one_line(tmp_path, capsys) -> None:
     bench_report.write_text(json.dumps({"rows": []}))
     assert main(["doctor", "--from-json", str(bench_report)]) == 2
     assert main(["doctor", "--from-json", str(tmp_path / "missing.json")]) == 3
+    capsys.readouterr()
+    cut = tmp_path / "cut.json"
+    cut.write_text(json.dumps({"kind": "doctor"}))
+    assert main(["doctor", "--from-json", str(cut)]) == 3
+    assert "not a complete doctor report (no 'checks')" in capsys.readouterr().err

@@ -11,6 +11,7 @@ says which report is needed), and, with ``--data-root``, whether its datasets ar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -64,6 +65,7 @@ def _reports(paths: list[Path]) -> dict[str, tuple[str, dict]]:
 def describe(registry, reports: dict[str, tuple[str, dict]], data_root: Path | None) -> dict:
     """Every recipe with its matrix, counts, estimate and dataset status, as a JSON-able
     dict, with the tables that are not reproducible and the distinct runs of all recipes."""
+    from benchmark.perf.command import using_report
     from benchmark.perf.recipe_cost import ASSUMPTIONS, recipe_cost
     from benchmark.recipes import load, recipe_cells, unique_cells
 
@@ -74,7 +76,12 @@ def describe(registry, reports: dict[str, tuple[str, dict]], data_root: Path | N
         planned = recipe_cells(registry, recipe)
         cells = unique_cells(planned)
         every_run.update(c.key for c in planned)
-        cost = recipe_cost(cells, recipe.datasets, recipe.backbone, reports.get(recipe.backbone))
+        report = reports.get(recipe.backbone)
+        checked = (
+            using_report("--bench", report[0], "bench") if report else contextlib.nullcontext()
+        )
+        with checked:
+            cost = recipe_cost(cells, recipe.datasets, recipe.backbone, report)
         entries.append(
             {
                 **dataclasses.asdict(recipe),

@@ -4,9 +4,11 @@ design; with ``--default-run``, the default benchmark's wall time by phase."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from benchmark.cli.command import Command
@@ -103,13 +105,16 @@ def run(args: argparse.Namespace) -> int:
     if args.from_json is not None:
         report = read_report(args.from_json, "bench")
         report = report.get("bench", report)  # a doctor's report holds a bench report
+        checked = using_report("--from-json", args.from_json, "bench")
     else:
         report = _measure(args)
-    print(bench.render(report))
-    if args.estimate:
-        report["estimate"] = estimate.estimate(report, registry_for(args))
-        print()
-        print(estimate.render(report["estimate"]))
+        checked = contextlib.nullcontext()
+    with checked:
+        print(bench.render(report))
+        if args.estimate:
+            report["estimate"] = estimate.estimate(report, registry_for(args))
+            print()
+            print(estimate.render(report["estimate"]))
     write_report(args.json, report)
     return EXIT_OK
 
@@ -125,6 +130,19 @@ def read_report(path: Path, kind: str) -> dict:
     if not isinstance(report, dict):
         raise UserError(f"--from-json {path}: not a {kind} report (no JSON object)", EXIT_DATA)
     return report
+
+
+@contextlib.contextmanager
+def using_report(option: str, path: Path | str, kind: str) -> Iterator[None]:
+    """A report read from ``path`` (given with ``option``) used inside: a key it lacks or a
+    value of the wrong type is a one-line data error naming the file, not a traceback."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        what = f"no {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise UserError(
+            f"{option} {path}: not a complete {kind} report ({what})", EXIT_DATA
+        ) from None
 
 
 def set_threads(threads: int | None) -> None:

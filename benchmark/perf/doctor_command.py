@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -75,7 +76,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from benchmark.perf import doctor
-    from benchmark.perf.command import read_report, write_report
+    from benchmark.perf.command import read_report, using_report, write_report
 
     if args.from_json is not None:
         report = read_report(args.from_json, "doctor")
@@ -84,11 +85,14 @@ def run(args: argparse.Namespace) -> int:
                 f"--from-json {args.from_json}: not a doctor report (read bench reports with "
                 "`bench --from-json`)"
             )
+        checked = using_report("--from-json", args.from_json, "doctor")
     else:
         report = _measure(args)
         write_report(args.json, report)
-    print(doctor.render(report))
-    return EXIT_CHECKS_FAILED if doctor.failed(report) else EXIT_OK
+        checked = contextlib.nullcontext()
+    with checked:
+        print(doctor.render(report))
+        return EXIT_CHECKS_FAILED if doctor.failed(report) else EXIT_OK
 
 
 def _measure(args: argparse.Namespace) -> dict:
