@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmark.config import apply_overrides, config_json, run_id
-from benchmark.errors import DataError, UserError, first_line
+from benchmark.errors import EXIT_ENVIRONMENT, DataError, UserError, first_line
 from benchmark.method import Method, Setting
 from benchmark.protocol import Catalog, Plan, TrainData
 from benchmark.registry import Registry
@@ -105,8 +105,16 @@ def identity(
     }
 
 
-class FewerShotsWarning(UserWarning):
+class PlanningWarning(UserWarning):
+    """What planning has to say before anything runs (:func:`planning_warnings` shows it)."""
+
+
+class FewerShotsWarning(PlanningWarning):
     """Some class of a training split has fewer images than the shots asked for."""
+
+
+class BrokenMethodWarning(PlanningWarning):
+    """A method whose own code raised while its cells were configured: it was left out."""
 
 
 def images_per_class(train: TrainData) -> list[tuple[int, str]]:
@@ -161,12 +169,12 @@ def warn_fewer_shots(plan: Plan, protocol: str) -> None:
 
 @contextlib.contextmanager
 def planning_warnings() -> Iterator[None]:
-    """Each distinct :class:`FewerShotsWarning` raised inside, as one ``warning:`` line on
+    """Each distinct :class:`PlanningWarning` raised inside, as one ``warning:`` line on
     stderr after the block (planning is quick); other warnings go on as usual."""
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FewerShotsWarning)
+        warnings.simplefilter("always", PlanningWarning)
         yield
-    ours = [w for w in caught if issubclass(w.category, FewerShotsWarning)]
+    ours = [w for w in caught if issubclass(w.category, PlanningWarning)]
     for message in dict.fromkeys(str(w.message) for w in ours):
         print(f"warning: {message}", file=sys.stderr)
     for w in caught:
@@ -217,39 +225,81 @@ class Inputs:
         return {name: self.catalog.fingerprint(name) for name in sorted(read)}
 
 
+class BrokenMethod(Exception):
+    """A method's own code raised while its cells were configured (not a user error)."""
+
+
 def plan(
     registry: Registry, request: RunRequest, catalog: Catalog, read_data: bool = True
 ) -> list[list[Cell]]:
     """The groups of cells of ``request`` (cells differing only by seed share a group); with
-    ``read_data`` false, without run ids (empty)."""
+    ``read_data`` false, without run ids (empty). A method whose code raises while its
+    cells are configured is broken: all its cells are left out, with a
+    :class:`BrokenMethodWarning`; when every method asked for is broken, that is a one-line
+    :class:`UserError` (exit code 4)."""
     check_overrides(request)
     inputs = Inputs(registry, request, catalog)
-    groups = []
+    groups: list[list[Cell]] = []
+    broken: dict[str, str] = {}  # method -> why
     for protocol_name in request.protocols:
         protocol = registry.protocols.get(protocol_name)
         datasets = protocol.training_datasets(request.datasets, catalog)
         for name in request.methods:
-            method = method_of(registry, name)
-            for dataset in datasets:
-                template = catalog.spec(dataset).template
-                for shots in dict.fromkeys(request.shots or protocol.default_shots):
-                    setting = Setting(
-                        protocol_name,
-                        dataset,
-                        shots,
-                        request.backbone.name,
-                        request.preset,
-                        template,
-                    )
-                    config = resolve_config(registry, name, setting, request.overrides)
-                    read = inputs.of(protocol_name, dataset, shots) if read_data else None
-                    group = []
-                    for seed in dict.fromkeys(request.seeds):  # each seed once
-                        run = ""
-                        if read is not None:
-                            pretrained = request.backbone.weights
-                            key = identity(name, method, config, setting, seed, pretrained, read)
-                            run = run_id(key)
-                        group.append(Cell(name, protocol_name, dataset, shots, seed, config, run))
-                    groups.append(group)
+            if name in broken:
+                continue
+            try:
+                groups += _groups(
+                    registry, request, catalog, inputs if read_data else None,
+                    protocol_name, datasets, name,
+                )  # fmt: skip
+            except BrokenMethod as exc:
+                provider = registry.methods.provider(split_variant(name)[0])
+                broken[name] = f"method {name!r} ({provider}) is broken: {exc}"
+    if broken and len(broken) == len(set(request.methods)):
+        raise UserError(next(iter(broken.values())), EXIT_ENVIRONMENT)
+    for why in broken.values():
+        warnings.warn(f"{why}; its cells are left out", BrokenMethodWarning, stacklevel=2)
+    return [group for group in groups if group[0].method not in broken]
+
+
+def _groups(
+    registry: Registry,
+    request: RunRequest,
+    catalog: Catalog,
+    inputs: Inputs | None,
+    protocol_name: str,
+    datasets: list[str],
+    name: str,
+) -> list[list[Cell]]:
+    """The groups of method ``name`` under one protocol (without run ids when ``inputs`` is
+    None); :class:`BrokenMethod` when the method's own code raises while configuring them."""
+    method = method_of(registry, name)
+    groups = []
+    protocol = registry.protocols.get(protocol_name)
+    for dataset in datasets:
+        template = catalog.spec(dataset).template
+        for shots in dict.fromkeys(request.shots or protocol.default_shots):
+            setting = Setting(
+                protocol_name, dataset, shots, request.backbone.name, request.preset, template
+            )
+            try:
+                config = resolve_config(registry, name, setting, request.overrides)
+                config_json(config)  # the run id holds it
+            except UserError:
+                raise
+            except Exception as exc:
+                cell = f"{protocol_name} · {dataset} · {shots} shot{'' if shots == 1 else 's'}"
+                raise BrokenMethod(
+                    f"configuring {cell} raised {type(exc).__name__}: {first_line(exc)}"
+                ) from exc
+            read = inputs.of(protocol_name, dataset, shots) if inputs is not None else None
+            group = []
+            for seed in dict.fromkeys(request.seeds):  # each seed once
+                run = ""
+                if read is not None:
+                    pretrained = request.backbone.weights
+                    key = identity(name, method, config, setting, seed, pretrained, read)
+                    run = run_id(key)
+                group.append(Cell(name, protocol_name, dataset, shots, seed, config, run))
+            groups.append(group)
     return groups

@@ -124,6 +124,14 @@ class Runner:
     def _method(self, name: str):
         return method_of(self.registry, name)
 
+    def _trains(self, cell: Cell) -> bool:
+        """Whether ``cell`` trains on augmented views (a method whose ``training_views``
+        raises counts as training: its group fails when it runs, saying why)."""
+        try:
+            return bool(self._method(cell.method).training_views(cell.config))
+        except Exception:
+            return True
+
     # -- execution ------------------------------------------------------------------------
 
     @property
@@ -152,7 +160,7 @@ class Runner:
                 todo.append(remaining)
         # Cells that train on no augmented view (zero-shot, a linear probe) take seconds: they
         # run first, so that their results do not wait behind the long ones.
-        todo.sort(key=lambda g: bool(self._method(g[0].method).training_views(g[0].config)))
+        todo.sort(key=lambda group: self._trains(group[0]))
         if todo:
             self.store.ensure_writable()
         n_todo = sum(len(g) for g in todo)

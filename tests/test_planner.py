@@ -13,6 +13,8 @@ from benchmark.backbone import BackboneSpec
 from benchmark.catalog import DatasetCatalog
 from benchmark.datasets.spec import DataContext
 from benchmark.errors import UserError
+from benchmark.hookspecs import hookimpl
+from benchmark.registry import MethodSpec
 from benchmark.request import RunRequest
 from tests.conftest import TOY_DATASET
 
@@ -130,3 +132,52 @@ def test_variants_and_overrides_resolve_per_method(toy_registry, plan):
         plan(toy_registry, methods=["coop:cs"])
     with pytest.raises(UserError, match="epochs must be at least 0"):
         plan(toy_registry, overrides={"coop": {"epochs": "-3"}})
+
+
+class _BrokenConfig:
+    """A third-party method whose ``config`` raises on the cross-dataset protocol only."""
+
+    name, version = "broken", "1"
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        epochs: int = 1
+
+    def config(self, setting):
+        if setting.protocol == "cross_dataset":
+            raise RuntimeError("bug in the plugin")
+        return self.Config()
+
+    def training_views(self, config):
+        return ()
+
+    def train(self, runs, config, engine):
+        return []
+
+
+BROKEN = _BrokenConfig()
+
+
+class _BrokenPlugin:
+    @hookimpl
+    def register_methods(self, register):
+        register(MethodSpec("broken", "config raises", "tests.test_planner:BROKEN"))
+
+
+def test_a_method_whose_config_raises_is_left_out_whole_and_said(toy_plugin, plan):
+    from benchmark.registry import build_registry
+
+    registry = build_registry(autoload=False, extra_plugins=[toy_plugin, _BrokenPlugin()])
+    with pytest.warns(planner.BrokenMethodWarning) as caught:
+        groups = plan(registry, methods=["zeroshot", "broken"])
+    (warning,) = caught
+    assert str(warning.message) == (
+        "method 'broken' (_BrokenPlugin (inline unversioned)) is broken: configuring "
+        f"cross_dataset · {TOY_DATASET} · 1 shot raised RuntimeError: bug in the plugin; its "
+        "cells are left out"
+    )
+    # its few-shot cells, configured before the failure, are left out too
+    assert {cell.method for group in groups for cell in group} == {"zeroshot"}
+    with pytest.raises(UserError, match=r"method 'broken' .* is broken: configuring") as error:
+        plan(registry, methods=["broken"])  # nothing else asked for: an error, not a warning
+    assert error.value.exit_code == 4
