@@ -113,8 +113,8 @@ class FewerShotsWarning(PlanningWarning):
     """Some class of a training split has fewer images than the shots asked for."""
 
 
-class BrokenMethodWarning(PlanningWarning):
-    """A method whose own code raised while its cells were configured: it was left out."""
+class LeftOutWarning(PlanningWarning):
+    """A method or protocol whose own code raised while planning: its cells are left out."""
 
 
 def images_per_class(train: TrainData) -> list[tuple[int, str]]:
@@ -233,19 +233,32 @@ def plan(
     registry: Registry, request: RunRequest, catalog: Catalog, read_data: bool = True
 ) -> list[list[Cell]]:
     """The groups of cells of ``request`` (cells differing only by seed share a group); with
-    ``read_data`` false, without run ids (empty). A method whose code raises while its
-    cells are configured is broken: all its cells are left out, with a
-    :class:`BrokenMethodWarning`; when every method asked for is broken, that is a one-line
-    :class:`UserError` (exit code 4)."""
+    ``read_data`` false, without run ids (empty).
+
+    A method or protocol whose own code raises while planning (a method's ``config``, a
+    protocol's ``training_datasets``) is broken: all its cells are left out, with a
+    :class:`LeftOutWarning`; when every method or every protocol asked for is broken, that is
+    a one-line :class:`UserError` (exit code 4)."""
     check_overrides(request)
     inputs = Inputs(registry, request, catalog)
     groups: list[list[Cell]] = []
-    broken: dict[str, str] = {}  # method -> why
+    broken_methods: dict[str, str] = {}  # name -> why
+    broken_protocols: dict[str, str] = {}
     for protocol_name in request.protocols:
         protocol = registry.protocols.get(protocol_name)
-        datasets = protocol.training_datasets(request.datasets, catalog)
+        try:
+            datasets = protocol.training_datasets(request.datasets, catalog)
+        except UserError:
+            raise
+        except Exception as exc:
+            broken_protocols[protocol_name] = (
+                f"protocol {protocol_name!r} ({registry.protocols.provider(protocol_name)}) "
+                f"is broken: its training_datasets raised {type(exc).__name__}: "
+                f"{first_line(exc)}"
+            )
+            continue
         for name in request.methods:
-            if name in broken:
+            if name in broken_methods:
                 continue
             try:
                 groups += _groups(
@@ -254,12 +267,13 @@ def plan(
                 )  # fmt: skip
             except BrokenMethod as exc:
                 provider = registry.methods.provider(split_variant(name)[0])
-                broken[name] = f"method {name!r} ({provider}) is broken: {exc}"
-    if broken and len(broken) == len(set(request.methods)):
-        raise UserError(next(iter(broken.values())), EXIT_ENVIRONMENT)
-    for why in broken.values():
-        warnings.warn(f"{why}; its cells are left out", BrokenMethodWarning, stacklevel=2)
-    return [group for group in groups if group[0].method not in broken]
+                broken_methods[name] = f"method {name!r} ({provider}) is broken: {exc}"
+    for broken, asked in ((broken_methods, request.methods), (broken_protocols, request.protocols)):
+        if broken and len(broken) == len(set(asked)):
+            raise UserError(next(iter(broken.values())), EXIT_ENVIRONMENT)
+        for why in broken.values():
+            warnings.warn(f"{why}; its cells are left out", LeftOutWarning, stacklevel=2)
+    return [group for group in groups if group[0].method not in broken_methods]
 
 
 def _groups(

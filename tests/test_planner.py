@@ -168,7 +168,7 @@ def test_a_method_whose_config_raises_is_left_out_whole_and_said(toy_plugin, pla
     from benchmark.registry import build_registry
 
     registry = build_registry(autoload=False, extra_plugins=[toy_plugin, _BrokenPlugin()])
-    with pytest.warns(planner.BrokenMethodWarning) as caught:
+    with pytest.warns(planner.LeftOutWarning) as caught:
         groups = plan(registry, methods=["zeroshot", "broken"])
     (warning,) = caught
     assert str(warning.message) == (
@@ -180,4 +180,29 @@ def test_a_method_whose_config_raises_is_left_out_whole_and_said(toy_plugin, pla
     assert {cell.method for group in groups for cell in group} == {"zeroshot"}
     with pytest.raises(UserError, match=r"method 'broken' .* is broken: configuring") as error:
         plan(registry, methods=["broken"])  # nothing else asked for: an error, not a warning
+    assert error.value.exit_code == 4
+
+
+def test_a_protocol_whose_training_datasets_raises_is_left_out(toy_plugin, plan):
+    from vlprompt_protocols.few_shot import FewShot
+
+    from benchmark.registry import build_registry
+
+    class Broken(FewShot):
+        name = "broken_protocol"
+
+        def training_datasets(self, selected, catalog):
+            raise KeyError("source")
+
+    class Plugin:
+        @hookimpl
+        def register_protocols(self, register):
+            register(Broken())
+
+    registry = build_registry(autoload=False, extra_plugins=[toy_plugin, Plugin()])
+    with pytest.warns(planner.LeftOutWarning, match="its training_datasets raised KeyError"):
+        groups = plan(registry, protocols=["few_shot", "broken_protocol"])
+    assert {cell.protocol for group in groups for cell in group} == {"few_shot"}
+    with pytest.raises(UserError, match=r"protocol 'broken_protocol' .* is broken") as error:
+        plan(registry, protocols=["broken_protocol"])
     assert error.value.exit_code == 4
