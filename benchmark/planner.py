@@ -15,7 +15,8 @@ does, and planning says so (a :class:`FewerShotsWarning`, which the runner print
 
 Planning reads the selected datasets' splits (to fingerprint them) and hashes a weights file,
 each once; with ``read_data=False`` it reads nothing and plans cells without a run id (what
-``python -m benchmark config`` shows without the data). Nothing here writes or runs anything.
+``python -m benchmark config`` shows without the data). Nothing here writes a file or runs
+anything; :func:`planning_warnings` prints what planning had to say.
 """
 
 from __future__ import annotations
