@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmark.datasets.fingerprint import image_list_fingerprint
@@ -105,6 +106,27 @@ def _check_name(name: str) -> None:
         )
 
 
+def _user_spec(
+    name: str,
+    load: Callable[[DataContext], Splits],
+    folder: Path,
+    template: str,
+    role: str,
+    source: str | None,
+) -> DatasetSpec:
+    """The spec of a user dataset read by ``load``, its files under ``folder``."""
+    return DatasetSpec(
+        name=name,
+        world=WORLD,
+        role=role,
+        template=template,
+        load=load,
+        folder=str(folder),
+        title=name,
+        source=source,
+    )
+
+
 def imagefolder_spec(
     name: str,
     path: Path,
@@ -119,16 +141,7 @@ def imagefolder_spec(
     def load(ctx: DataContext) -> Splits:
         return read_imagefolder(path)
 
-    return DatasetSpec(
-        name=name,
-        world=WORLD,
-        role=role,
-        template=template,
-        load=load,
-        folder=str(path),
-        title=name,
-        source=source,
-    )
+    return _user_spec(name, load, path, template, role, source)
 
 
 def splitfile_spec(
@@ -155,16 +168,7 @@ def splitfile_spec(
         listed = image_list_fingerprint(str(images), every)
         return dataclasses.replace(splits, fingerprint=f"{splits.fingerprint}|{listed}")
 
-    return DatasetSpec(
-        name=name,
-        world=WORLD,
-        role=role,
-        template=template,
-        load=load,
-        folder=str(split_file.parent),
-        title=name,
-        source=source,
-    )
+    return _user_spec(name, load, split_file.parent, template, role, source)
 
 
 def parse_dataset_option(
