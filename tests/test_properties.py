@@ -172,7 +172,9 @@ def test_set_items_are_method_field_value_or_rejected(item):
 
 # -- split files -----------------------------------------------------------------------------
 
-CLASS = st.text(string.ascii_letters + "_- ", min_size=1, max_size=10)
+CLASS = st.text(string.ascii_letters + "_- ", min_size=1, max_size=10).filter(
+    lambda name: name.replace("_", " ").strip()  # an empty class name is refused
+)
 RELATIVE = st.text(string.ascii_letters + string.digits + "_-", min_size=1, max_size=8).map(
     lambda stem: f"{stem}.jpg"
 )
