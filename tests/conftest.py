@@ -86,6 +86,29 @@ def write_imagefolder(
     return root
 
 
+class CoopUnderAnotherName:
+    """CoOp's settings and training under another name: a stand-in third-party method that
+    tests change one part of."""
+
+    version = "1"
+
+    def __init__(self, name: str) -> None:
+        from benchmark.registry import build_registry
+
+        self.name = name
+        self._coop = build_registry(autoload=False).methods.get("coop").load()
+        self.Config = self._coop.Config
+
+    def config(self, setting):
+        return self._coop.config(setting)
+
+    def training_views(self, config):
+        return self._coop.training_views(config)
+
+    def train(self, runs, config, engine):
+        return self._coop.train(runs, config, engine)
+
+
 class ToyDatasets:
     """An inline plugin registering generated datasets (source, target and shift)."""
 

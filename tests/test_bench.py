@@ -31,6 +31,7 @@ from benchmark.perf.reference_step import (
 )
 from benchmark.perf.synthetic import classnames, synthetic_runs
 from benchmark.registry import MethodSpec, build_registry
+from tests.conftest import CoopUnderAnotherName
 
 ROW_FIELDS = ("reference_ms", "ours_ms", "speedup", "text_gflop", "text_tflops")
 
@@ -261,24 +262,13 @@ def test_methods_without_a_reference_design_are_refused() -> None:
         reference_designs({"zeroshot": zeroshot})
 
 
-class _Declared:
+class _Declared(CoopUnderAnotherName):
     """CoOp's training under another name, declaring a two-pass reference design."""
 
-    name, version = "declared", "1"
     reference_design = ReferenceDesign(passes=2)
 
     def __init__(self) -> None:
-        self._coop = build_registry(autoload=False).methods.get("coop").load()
-        self.Config = self._coop.Config
-
-    def config(self, setting):
-        return self._coop.config(setting)
-
-    def training_views(self, config):
-        return self._coop.training_views(config)
-
-    def train(self, runs, config, engine):
-        return self._coop.train(runs, config, engine)
+        super().__init__("declared")
 
 
 class _DeclaringPlugin:

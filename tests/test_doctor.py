@@ -17,7 +17,7 @@ from benchmark.hookspecs import hookimpl
 from benchmark.perf import doctor, numerics
 from benchmark.perf.synthetic import SyntheticDataset, SyntheticDatasets, write_world
 from benchmark.registry import MethodSpec, build_registry
-from tests.conftest import TINY_MODEL, register_tiny_model, toy_request
+from tests.conftest import TINY_MODEL, CoopUnderAnotherName, register_tiny_model, toy_request
 
 SMALL = dataclasses.replace(
     doctor.QUICK,
@@ -37,22 +37,13 @@ def _quiet(message: str) -> None:
     pass
 
 
-class _Wrapped:
+class _Wrapped(CoopUnderAnotherName):
     """CoOp under another name, with ``train`` replaced by ``train(coop, runs, config,
     engine)``: a method broken on purpose."""
 
-    version = "1"
-
     def __init__(self, name: str, train) -> None:
-        self.name, self._train = name, train
-        self._coop = build_registry(autoload=False).methods.get("coop").load()
-        self.Config = self._coop.Config
-
-    def config(self, setting):
-        return self._coop.config(setting)
-
-    def training_views(self, config):
-        return self._coop.training_views(config)
+        super().__init__(name)
+        self._train = train
 
     def train(self, runs, config, engine):
         return self._train(self._coop, runs, config, engine)
