@@ -41,8 +41,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-REFERENCE = "reference"
-QUICK = "quick"
 #: The keys a rule may match on (fields of :class:`benchmark.method.Setting`).
 MATCH_KEYS = ("preset", "protocol", "dataset", "shots", "backbone")
 RULE_KEYS = frozenset({*MATCH_KEYS, "source", "set"})
@@ -95,11 +93,6 @@ class Settings:
         if not isinstance(entries, list):
             raise UserError(f"{path}: 'rule' must be an array of tables ([[rule]])")
         return cls(tuple(_rule(entry, path, i) for i, entry in enumerate(entries)), str(path))
-
-    @property
-    def presets(self) -> set[str]:
-        """The presets some rule is scoped to."""
-        return {p for rule in self.rules for p in rule.preset or ()}
 
     def resolve(self, setting: Any) -> Resolved:
         """The values of every rule matching ``setting``, in application order."""

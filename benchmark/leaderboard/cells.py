@@ -21,7 +21,6 @@ non-missing value count; accuracies are percentages (0-100).
 from __future__ import annotations
 
 import math
-import statistics
 import warnings
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
@@ -210,12 +209,6 @@ class Measurements:
         seed's average over datasets, a seed's H); empty where any cell it needs is empty."""
         values = [self.value(spec, method, seed) for seed in self.seeds()]
         return () if not values or None in values else tuple(values)
-
-    def spread(self, spec: Spec, method: str) -> float | None:
-        """The population std over seeds of :meth:`seed_values` (a cell's own std); None
-        with fewer than two seeds."""
-        values = self.seed_values(spec, method)
-        return statistics.pstdev(values) if len(values) >= 2 else None
 
     def scope(self, titles: Mapping[str, str], average_h: str) -> Scope:
         """What a layout of this table is built from."""
