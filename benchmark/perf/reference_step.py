@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.backbone import Backbone
-from benchmark.prompting.text import PLACEHOLDER
+from benchmark.prompting.text import placeholders
 
 SAM_RHO = 0.1  # the perturbation radius of the SAM-style passes (SCoOp/GCSCoOp's default)
 BISECTOR = (0.5, 0.8)  # GCSCoOp's default beta1, beta2
@@ -136,8 +136,7 @@ class ReferencePrompts:
     def __init__(self, backbone: Backbone, classnames: tuple[str, ...], n_ctx: int) -> None:
         dtype = reference_dtype(backbone.device)
         self.tower = backbone.text
-        placeholder = " ".join([PLACEHOLDER] * n_ctx)
-        tokens = backbone.tokenize([f"{placeholder} {name}." for name in classnames])
+        tokens = backbone.tokenize([f"{placeholders(n_ctx)} {name}." for name in classnames])
         with torch.no_grad():
             embedded = self.tower.token_embedding(tokens).to(dtype)
         self.prefix, self.suffix = embedded[:, :1], embedded[:, 1 + n_ctx :]

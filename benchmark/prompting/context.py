@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmark.prompting.text import PLACEHOLDER, TextTower
+from benchmark.prompting.text import TextTower, placeholders
 
 
 def words(phrase: str) -> int:
@@ -26,8 +26,26 @@ def words(phrase: str) -> int:
     return len(phrase.split(" "))
 
 
-def placeholders(n: int) -> str:
-    return " ".join([PLACEHOLDER] * n)
+@dataclass(frozen=True)
+class Lead:
+    """A prompt's text before the class name (module docstring): ``n_ctx`` context vectors,
+    the last ``n_words`` of them from the init phrase (0 without one)."""
+
+    text: str
+    n_ctx: int
+    n_words: int
+
+
+def prompt_lead(ctx_init: str, n_ctx: int) -> Lead:
+    """The lead of a context of ``n_ctx`` vectors started from ``ctx_init`` (empty: none;
+    ``n_ctx`` 0 with a phrase: one vector per word)."""
+    if not ctx_init:
+        return Lead(placeholders(n_ctx), n_ctx, 0)
+    n_words = words(ctx_init)
+    n_ctx = n_ctx or n_words
+    if n_words > n_ctx:
+        raise ValueError(f"init phrase {ctx_init!r} has {n_words} words, more than n_ctx={n_ctx}")
+    return Lead(" ".join(filter(None, (placeholders(n_ctx - n_words), ctx_init))), n_ctx, n_words)
 
 
 def random_context(seeds: Sequence[int], shape: Sequence[int], std: float = 0.02) -> torch.Tensor:
@@ -61,15 +79,12 @@ def initial_context(
     """The context of runs ``seeds`` (module docstring); ``n_ctx`` 0 with a phrase: one
     vector per word. ``n_classes`` > 0: one random context per class (CSC)."""
     width = tower.tower.token_embedding.weight.shape[1]
+    lead = prompt_lead(ctx_init, n_ctx)
     if not ctx_init:
         shape = (n_classes, n_ctx, width) if n_classes else (n_ctx, width)
-        return InitialContext(random_context(seeds, shape), placeholders(n_ctx))
-    n_words = words(ctx_init)
-    n_ctx = n_ctx or n_words
-    if n_words > n_ctx:
-        raise ValueError(f"init phrase {ctx_init!r} has {n_words} words, more than n_ctx={n_ctx}")
-    lead = " ".join(filter(None, (placeholders(n_ctx - n_words), ctx_init)))
-    tokens, _ = tower.tokens([lead])
+        return InitialContext(random_context(seeds, shape), lead.text)
+    n_ctx, zeros = lead.n_ctx, lead.n_ctx - lead.n_words
+    tokens, _ = tower.tokens([lead.text])
     ctx = torch.zeros(n_ctx, width)
-    ctx[n_ctx - n_words :] = tower.embed(tokens)[0, 1 + n_ctx - n_words : 1 + n_ctx].cpu()
-    return InitialContext(ctx.expand(len(seeds), -1, -1).clone(), lead)
+    ctx[zeros:] = tower.embed(tokens)[0, 1 + zeros : 1 + n_ctx].cpu()
+    return InitialContext(ctx.expand(len(seeds), -1, -1).clone(), lead.text)

@@ -32,7 +32,7 @@ from benchmark.engine import Engine
 from benchmark.method import LearnedState, Setting
 from benchmark.perf.reference_step import ReferenceDesign
 from benchmark.prompting.classifier import PromptClassifier, cosine_logits, saved_context
-from benchmark.prompting.context import InitialContext, initial_context, placeholders, words
+from benchmark.prompting.context import InitialContext, initial_context, prompt_lead, words
 from benchmark.prompting.rules import Losses, UpdateRule, plain
 from benchmark.prompting.text import PromptEncoder
 from benchmark.prompting.trainer import Batch, Optimisation, fit
@@ -162,19 +162,17 @@ class PromptMethod(Configured[ConfigT]):
         return config.optimisation().views
 
     def texts(self, config: ConfigT, setting: Setting) -> dict[str, Any]:
+        lead = prompt_lead(config.ctx_init, config.n_ctx)
         if not config.ctx_init:
             return {
-                "prompt": f"{placeholders(config.n_ctx)} {{}}.",
-                "context": f"{config.n_ctx} vectors drawn from N(0, 0.02)",
+                "prompt": f"{lead.text} {{}}.",
+                "context": f"{lead.n_ctx} vectors drawn from N(0, 0.02)",
             }
-        n_words = words(config.ctx_init)
-        n_ctx = config.n_ctx or n_words
-        lead = " ".join(filter(None, (placeholders(n_ctx - n_words), config.ctx_init)))
         return {
-            "prompt": f"{lead} {{}}.",
-            "context": f"the first {n_ctx} tokens after [SOS]: {n_ctx - n_words} zeros, then the "
-            f"embeddings of the init phrase's first {n_words} tokens (one per word); further "
-            "tokens of the phrase stay fixed before the class name",
+            "prompt": f"{lead.text} {{}}.",
+            "context": f"the first {lead.n_ctx} tokens after [SOS]: {lead.n_ctx - lead.n_words} "
+            f"zeros, then the embeddings of the init phrase's first {lead.n_words} tokens (one "
+            "per word); further tokens of the phrase stay fixed before the class name",
         }
 
     def initial_context(

@@ -33,6 +33,11 @@ from benchmark.errors import UserError
 PLACEHOLDER = "X"
 
 
+def placeholders(n: int) -> str:
+    """``n`` placeholder words: the text a context of ``n`` vectors stands in for."""
+    return " ".join([PLACEHOLDER] * n)
+
+
 def _pool_type(tower: nn.Module) -> str:
     return getattr(tower, "text_pool_type", "argmax")
 
@@ -207,7 +212,7 @@ class PromptEncoder:
     ) -> None:
         self.tower = tower
         self.n_ctx = n_ctx
-        lead = " ".join([PLACEHOLDER] * n_ctx) if lead is None else lead
+        lead = placeholders(n_ctx) if lead is None else lead
         texts = [f"{lead} {name}." if lead else f"{name}." for name in classnames]
         tokens, eot = tower.tokens(texts)
         embedded = tower.embed(tokens)
