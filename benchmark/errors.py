@@ -1,9 +1,13 @@
-"""The one exception type for mistakes a user can fix, and the exit codes of the CLI."""
+"""The one exception type for mistakes a user can fix, the exit codes of the CLI, and how
+warnings reach the user."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Iterable
+import sys
+import warnings
+from collections.abc import Iterable, Iterator
 
 #: Exit codes of ``python -m benchmark``; the README documents them.
 EXIT_OK = 0
@@ -49,3 +53,18 @@ def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UserError:
     if len(choices) > MAX_LISTED:
         shown += f", ... ({len(choices) - MAX_LISTED} more)"
     return UserError(f"unknown {kind} {name!r}.{hint} Valid {kind}s: {shown}")
+
+
+@contextlib.contextmanager
+def warning_lines(category: type[Warning] = Warning) -> Iterator[None]:
+    """Each distinct warning of ``category`` raised inside, as one ``warning:`` line on stderr
+    after the block; other warnings go on as usual."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", category)
+        yield
+    ours = [w for w in caught if issubclass(w.category, category)]
+    for message in dict.fromkeys(str(w.message) for w in ours):
+        print(f"warning: {message}", file=sys.stderr)
+    for w in caught:
+        if w not in ours:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)

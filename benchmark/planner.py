@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sys
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from benchmark.config import apply_overrides, config_json, run_id
-from benchmark.errors import EXIT_ENVIRONMENT, DataError, UserError, first_line
+from benchmark.errors import EXIT_ENVIRONMENT, DataError, UserError, first_line, warning_lines
 from benchmark.method import Method, Setting
 from benchmark.protocol import Catalog, Plan, TrainData
 from benchmark.registry import Registry
@@ -168,19 +167,10 @@ def warn_fewer_shots(plan: Plan, protocol: str) -> None:
         )
 
 
-@contextlib.contextmanager
-def planning_warnings() -> Iterator[None]:
+def planning_warnings() -> contextlib.AbstractContextManager[None]:
     """Each distinct :class:`PlanningWarning` raised inside, as one ``warning:`` line on
     stderr after the block (planning is quick); other warnings go on as usual."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PlanningWarning)
-        yield
-    ours = [w for w in caught if issubclass(w.category, PlanningWarning)]
-    for message in dict.fromkeys(str(w.message) for w in ours):
-        print(f"warning: {message}", file=sys.stderr)
-    for w in caught:
-        if w not in ours:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return warning_lines(PlanningWarning)
 
 
 def check_overrides(request: RunRequest) -> None:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 from benchmark.cli.command import Command
 from benchmark.cli.options import csv_list, positive_ints, registry_for, seeds
-from benchmark.errors import EXIT_ENVIRONMENT, EXIT_OK, UserError
+from benchmark.errors import EXIT_ENVIRONMENT, EXIT_OK, UserError, warning_lines
 from benchmark.leaderboard.layout import AVERAGE_H, MEAN_OF_H
 from benchmark.request import DEFAULT_RESULTS
 
@@ -105,23 +102,13 @@ def _protocols(registry) -> dict:
     return {name: registry.protocols.get(name) for name in registry.protocols}
 
 
-@contextlib.contextmanager
-def _warnings_on_stderr() -> Iterator[None]:
-    """Warnings (a broken third-party layout or plot) as one ``warning:`` line each."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for message in dict.fromkeys(str(warning.message) for warning in caught):
-        print(f"warning: {message}", file=sys.stderr)
-
-
 def board_of(table, protocol: str | None, registry, published=None, average_h: str = MEAN_OF_H):
     """The leaderboard of a result table with the registry's protocols and display names."""
     from benchmark.leaderboard.board import build_board
 
     if protocol is not None:
         registry.protocols.get(protocol)
-    with _warnings_on_stderr():
+    with warning_lines():
         return build_board(
             table,
             protocol,
@@ -239,7 +226,7 @@ def recipe_board_of(args: argparse.Namespace, table, registry):
             f"--recipe {recipe.name} --data-root DIR` first"
         )
     method_titles = registry.method_titles()
-    with _warnings_on_stderr():
+    with warning_lines():
         found = recipe_board(
             selected,
             recipe,
@@ -290,7 +277,7 @@ def _write_figures(args: argparse.Namespace, registry, table, found, method_titl
 
     if args.protocol is not None:
         table = table[table["protocol"] == args.protocol]
-    with _warnings_on_stderr():
+    with warning_lines():
         figures = plots(
             table,
             _titles(registry),
