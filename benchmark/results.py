@@ -265,12 +265,15 @@ def schema_version(schema: pa.Schema) -> int:
 def columns_problem(schema: pa.Schema) -> str | None:
     """What keeps a Parquet schema's columns from being read as results, or None: every
     column must be there with a value of its kind (a number, text, a timestamp; a column of
-    nulls fits any)."""
-    missing = [c for c in COLUMNS if c not in schema.names]
+    nulls fits any), except the columns added since schema 1 (:data:`ADDED_COLUMNS`), which
+    reading fills in."""
+    missing = [c for c in COLUMNS if c not in schema.names and c not in ADDED_COLUMNS]
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         return f"it lacks columns {shown} (not a results file of this suite)"
     for expected in SCHEMA:
+        if expected.name not in schema.names:
+            continue
         found = _kind(schema.field(expected.name).type)
         if found not in (_kind(expected.type), "empty"):
             return f"its column {expected.name!r} holds {found}, expected {_kind(expected.type)}"

@@ -287,3 +287,4 @@ def test_files_of_schema_1_read_with_an_empty_artifact(tmp_path):
         "r1": "",
         "r2": "artifacts/r2.safetensors",
     }
+    assert store.done_run_ids() == {"r1", "r2"}  # a run read as results is not redone
