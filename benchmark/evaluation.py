@@ -24,11 +24,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmark import __version__, artifacts
+from benchmark import artifacts
 from benchmark.artifacts import Artifact
 from benchmark.backbone import Backbone, BackboneSpec
 from benchmark.catalog import DatasetCatalog
@@ -43,7 +42,7 @@ from benchmark.protocol import Classes, EvalSplit
 from benchmark.registry import Registry
 from benchmark.request import split_variant
 from benchmark.results import ResultRow, ResultStore
-from benchmark.runner import device_label, git_commit
+from benchmark.runner import made_by
 from benchmark.scoring import InvalidScores, top1
 
 PROTOCOL = "eval"
@@ -213,12 +212,7 @@ def _row(
         config=provenance.config,
         train_seconds=0.0,
         eval_seconds=seconds,
-        suite_version=__version__,
-        plugin=provider.distribution,
-        plugin_version=provider.version,
-        git_commit=git_commit(),
-        device=device_label(device),
-        timestamp=datetime.now(timezone.utc),
+        **made_by(provider, device),
         status="ok",
         error="",
         artifact=artifacts.relative_path(provenance.run_id),

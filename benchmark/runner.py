@@ -96,6 +96,20 @@ def device_label(device: str) -> str:
     return device
 
 
+def made_by(provider: Any, device: str) -> dict[str, Any]:
+    """The columns of a result row that say what made it, where and when: the suite's
+    version, the method's plugin (``provider``: its distribution and version), the commit,
+    the device and the time."""
+    return dict(
+        suite_version=__version__,
+        plugin=provider.distribution,
+        plugin_version=provider.version,
+        git_commit=git_commit(),
+        device=device_label(device),
+        timestamp=datetime.now(timezone.utc),
+    )
+
+
 class Runner:
     def __init__(
         self,
@@ -344,9 +358,12 @@ class Runner:
         for key, value in sorted(classifier.diagnostics.items()):
             measured.append((cell.dataset, "train", key, float(value), len(plan.train.samples)))
         eval_seconds = time.perf_counter() - start
+        run = self._provenance(cell)
         return [
-            self._row(
-                cell,
+            ResultRow(
+                **run,
+                status="ok",
+                error="",
                 eval_dataset=eval_dataset,
                 split=split,
                 metric=metric,
@@ -373,10 +390,10 @@ class Runner:
             known[key] = top1(classifier, self.engine.features.features(split.samples), split)
         return known[key]
 
-    def _row(self, cell: Cell, status: str = "ok", error: str = "", **measured) -> ResultRow:
-        """A result row of ``cell``: what it measured, and the run's provenance."""
+    def _provenance(self, cell: Cell) -> dict[str, Any]:
+        """The columns every row of ``cell``'s run shares: what ran, and what made it."""
         provider = self.registry.methods.provider(split_variant(cell.method)[0])
-        return ResultRow(
+        return dict(
             run_id=cell.run_id,
             method=cell.method,
             protocol=cell.protocol,
@@ -386,22 +403,14 @@ class Runner:
             backbone=self.request.backbone.name,
             pretrained=self.request.backbone.weights,
             config=config_json(cell.config),
-            suite_version=__version__,
-            plugin=provider.distribution,
-            plugin_version=provider.version,
-            git_commit=git_commit(),
-            device=device_label(self.request.device),
-            timestamp=datetime.now(timezone.utc),
-            status=status,
-            error=error,
-            **measured,
+            **made_by(provider, self.request.device),
         )
 
     def _failed_row(self, cell: Cell, error: str) -> ResultRow:
-        return self._row(
-            cell,
-            "failed",
-            error,
+        return ResultRow(
+            **self._provenance(cell),
+            status="failed",
+            error=error,
             eval_dataset=cell.dataset,
             split="",
             metric="error",
