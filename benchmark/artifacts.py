@@ -251,16 +251,16 @@ def backbone_spec(
     return BackboneSpec(name, recorded.pretrained, recorded.checkpoint)
 
 
-def check_backbone(artifact: Artifact, backbone: Backbone) -> None:
+def check_backbone(artifact: Artifact, spec: BackboneSpec) -> None:
     """Refuse a backbone other than the one ``artifact`` was trained with: learned tensors
-    live in one model's embedding spaces."""
+    live in one model's embedding spaces. Checked on the spec, before any model is built."""
     recorded = artifact.provenance
-    if backbone.fingerprint == recorded.backbone_fingerprint:
+    if spec.fingerprint == recorded.backbone_fingerprint:
         return
     raise UserError(
         f"{artifact.path} was trained on {recorded.backbone} ({recorded.pretrained}, "
-        f"fingerprint {recorded.backbone_fingerprint}), not on the {backbone.spec.name} "
-        f"({backbone.spec.weights}, fingerprint {backbone.fingerprint}) asked for: a learned "
+        f"fingerprint {recorded.backbone_fingerprint}), not on the {spec.name} "
+        f"({spec.weights}, fingerprint {spec.fingerprint}) asked for: a learned "
         "prompt belongs to the backbone it was trained with",
         EXIT_ENVIRONMENT,
     )

@@ -121,8 +121,9 @@ def _test_split(catalog: DatasetCatalog, name: str) -> EvalSplit:
 def _rebuilt(registry: Registry, artifact: Artifact, request: EvalRequest) -> tuple[Engine, Any]:
     """The engine of the artifact's backbone (checked) and the classifier rebuilt on it."""
     method = method_of(registry, artifact.provenance.method)
-    backbone = Backbone(request.backbone or artifacts.backbone_spec(artifact), request.device)
-    artifacts.check_backbone(artifact, backbone)
+    spec = request.backbone or artifacts.backbone_spec(artifact)
+    artifacts.check_backbone(artifact, spec)
+    backbone = Backbone(spec, request.device)
     engine = Engine(backbone, FeatureCache(request.cache_dir, backbone))
     return engine, artifacts.rebuild(artifact, method, engine)
 

@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from benchmark.interpretation import read, render, report
 
     artifact, spec = artifact_for(args)
+    artifacts.check_backbone(artifact, spec)
     backbone = Backbone(spec, "cpu")
-    artifacts.check_backbone(artifact, backbone)
     data = report(artifact, read(artifact, backbone, args.top), args.top)
     print(json.dumps(data, indent=1) if args.format == "json" else render(data))
     return EXIT_OK
