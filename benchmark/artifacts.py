@@ -41,7 +41,7 @@ from safetensors.torch import save
 
 from benchmark import __version__
 from benchmark.atomic import write_atomically
-from benchmark.backbone import Backbone, BackboneSpec
+from benchmark.backbone import Backbone, BackboneSpec, check_weights_choice
 from benchmark.config import config_json
 from benchmark.errors import EXIT_ENVIRONMENT, EXIT_USAGE, UserError, first_line
 from benchmark.method import LearnedState, StateError
@@ -234,8 +234,7 @@ def backbone_spec(
     """The backbone to load for ``artifact``: the one it recorded, with the model ``name``,
     the ``pretrained`` tag or the ``checkpoint`` file asked for instead (a recorded weights
     file must still exist). :func:`check_backbone` then checks it is the same."""
-    if pretrained and checkpoint:
-        raise UserError("give either --pretrained or --checkpoint, not both")
+    check_weights_choice(pretrained, checkpoint)
     recorded = artifact.provenance.recorded_backbone
     name = name or recorded.name
     if checkpoint is not None:

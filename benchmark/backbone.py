@@ -26,6 +26,12 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def check_weights_choice(pretrained: str | None, checkpoint: object) -> None:
+    """Refuse ``--pretrained`` and ``--checkpoint`` given together: they name two weights."""
+    if pretrained and checkpoint:
+        raise UserError("give either --pretrained or --checkpoint, not both")
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
     """Which backbone to load: an open_clip model name plus a pretrained tag or a file."""

@@ -106,14 +106,19 @@ def _datasets(registry: Registry, datasets: Sequence[str] | None, data_root: Pat
     return [n for n in registry.datasets if registry.datasets.get(n).world == world]
 
 
+def check_data_root(data_root: Path | None) -> None:
+    """Refuse a ``--data-root`` that is not a folder (None: none was given)."""
+    if data_root is not None and not Path(data_root).is_dir():
+        raise UserError(f"--data-root {data_root}: no such folder", EXIT_DATA)
+
+
 def _backbone(
     mini: bool, backbone: str | None, pretrained: str | None, checkpoint: Path | None
 ) -> BackboneSpec:
-    from benchmark.backbone import BackboneSpec
+    from benchmark.backbone import BackboneSpec, check_weights_choice
     from benchmark.miniworld.model import CHECKPOINT, MODEL_NAME
 
-    if checkpoint and pretrained:
-        raise UserError("give either --pretrained or --checkpoint, not both")
+    check_weights_choice(pretrained, checkpoint)
     if not (backbone or checkpoint or pretrained or not mini):
         return BackboneSpec(MODEL_NAME, None, CHECKPOINT)
     name = backbone or (MODEL_NAME if mini and checkpoint else STANDARD_BACKBONE[0])
@@ -186,8 +191,7 @@ def resolve_request(
         )
     mini = worlds == {MINI_WORLD}
     spec = _backbone(mini, backbone, pretrained, checkpoint)
-    if data_root is not None and not Path(data_root).is_dir():
-        raise UserError(f"--data-root {data_root}: no such folder", EXIT_DATA)
+    check_data_root(data_root)
     if preset is not None and preset not in PRESETS:
         raise UserError(f"preset {preset!r}: valid presets are {', '.join(PRESETS)}")
     return RunRequest(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from benchmark.cli.command import Command, Parser
 from benchmark.cli.options import registry_for
-from benchmark.errors import EXIT_DATA, EXIT_OK, UserError
-from benchmark.request import STANDARD_WORLD
+from benchmark.errors import EXIT_OK
+from benchmark.request import STANDARD_WORLD, check_data_root
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from benchmark.datasets.check import check, render
 
     registry = registry_for(args)
-    if not args.data_root.is_dir():
-        raise UserError(f"--data-root {args.data_root}: no such folder", EXIT_DATA)
+    check_data_root(args.data_root)
     specs = [
         registry.datasets.get(n)
         for n in registry.datasets

@@ -42,14 +42,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.errors import DataError
     from benchmark.evaluation import EvalRequest, evaluate
-    from benchmark.request import default_cache_dir, resolve_device
+    from benchmark.request import check_data_root, default_cache_dir, resolve_device
 
     artifact, backbone = artifact_for(args)
     registry = registry_for(args)
-    if args.data_root is not None and not args.data_root.is_dir():
-        raise DataError(f"--data-root {args.data_root}: no such folder")
+    check_data_root(args.data_root)
     request = EvalRequest(
         datasets=args.datasets,
         results=args.results,

@@ -19,6 +19,7 @@ from pathlib import Path
 from benchmark.cli.command import Command
 from benchmark.cli.options import registry_for
 from benchmark.errors import EXIT_DATA, EXIT_OK, UserError
+from benchmark.request import check_data_root
 
 EPILOG = """examples:
   python -m benchmark recipes
@@ -113,8 +114,7 @@ def _dataset_status(registry, book, data_root: Path) -> dict[str, dict]:
     """Per dataset of any recipe: ``ok``, ``missing`` or ``problems``, with the details."""
     from benchmark.datasets.check import check
 
-    if not data_root.is_dir():
-        raise UserError(f"--data-root {data_root}: no such folder", EXIT_DATA)
+    check_data_root(data_root)
     names = list(dict.fromkeys(d for recipe in book.recipes for d in recipe.datasets))
     reports = check(data_root, [registry.datasets.get(name) for name in names])
     return {
