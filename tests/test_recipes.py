@@ -475,3 +475,25 @@ def test_the_readme_gives_one_command_per_recipe():
     words = " ".join((Path(__file__).parent.parent / "README.md").read_text().split())
     for name in NAMES:
         assert f"python -m benchmark run --recipe {name} --data-root" in words, name
+
+
+def test_the_hours_note_names_only_the_recipes_without_an_estimate():
+    from benchmark.cli.recipes import _hours_note
+
+    def recipe(name, estimated_from, why=None):
+        return {
+            "name": name,
+            "backbone": "ViT-B-16",
+            "estimated_from": estimated_from,
+            "no_estimate_because": why,
+        }
+
+    described = {
+        "recipes": [
+            recipe("a", "vit.json (cuda)"),
+            recipe("c", None, "the report has no step times of cocoop"),
+        ],
+        "estimate_assumptions": ["an assumption"],
+    }
+    missing = [line for line in _hours_note(described) if line.startswith("No estimate for")]
+    assert missing == ["No estimate for c: the report has no step times of cocoop."]

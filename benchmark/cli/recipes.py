@@ -198,7 +198,6 @@ def _hours_note(described: dict) -> list[str]:
     if estimated:
         lines.append(f"Estimated from the bench reports {', '.join(estimated)}, counting:")
         lines += [f"- {a}" for a in described["estimate_assumptions"]]
-    unreported = sorted({r["backbone"] for r in recipes if r["estimated_from"] is None})
     without = sorted(
         {
             r["backbone"]
@@ -216,7 +215,7 @@ def _hours_note(described: dict) -> list[str]:
     lines += [
         f"No estimate for {r['name']}: {r['no_estimate_because']}."
         for r in recipes
-        if r["backbone"] in unreported and r["backbone"] not in without
+        if r["estimated_from"] is None and r["backbone"] not in without
     ]
     return lines
 
