@@ -177,10 +177,9 @@ def estimate(report: dict, registry, backbone: str | None = None) -> dict:
                         cost.reference += SEEDS * shots * k * per_image
                     if not trains:
                         continue
-                    _, config, _ = training(method, protocol, dataset, shots, backbone)
-                    k, steps = run_steps(protocol, dataset, shots, config)
+                    k, config, per_epoch = training(method, protocol, dataset, shots, backbone)
                     views[dataset] = max(views[dataset], config.epochs)
-                    steps *= SEEDS
+                    steps = SEEDS * config.epochs * per_epoch
                     cost.ours += steps * timed.ours(k) / 1000
                     reference_ms = timed.reference(k)
                     if config.batch_size != timed.batch:
