@@ -102,17 +102,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.default_run:
         return _default_run(args)
-    if args.from_json is not None:
+    measuring = args.from_json is None
+    registry = registry_for(args) if measuring or args.estimate else None
+    if measuring:
+        report = _measure(args, registry)
+        checked = contextlib.nullcontext()
+    else:
         report = read_report(args.from_json, "bench")
         report = report.get("bench", report)  # a doctor's report holds a bench report
         checked = using_report("--from-json", args.from_json, "bench")
-    else:
-        report = _measure(args)
-        checked = contextlib.nullcontext()
     with checked:
         print(bench.render(report))
         if args.estimate:
-            report["estimate"] = estimate.estimate(report, registry_for(args))
+            report["estimate"] = estimate.estimate(report, registry)
             print()
             print(estimate.render(report["estimate"]))
     write_report(args.json, report)
@@ -193,14 +195,13 @@ def _default_run(args: argparse.Namespace) -> int:
     return EXIT_CELLS_FAILED if report["failed"] else EXIT_OK
 
 
-def _measure(args: argparse.Namespace) -> dict:
-    """Run the bench as the options ask; the report."""
+def _measure(args: argparse.Namespace, registry) -> dict:
+    """Run the bench as the options ask, on ``registry``'s methods; the report."""
     from benchmark.backbone import BackboneSpec
     from benchmark.perf.bench import benchable, run_bench
     from benchmark.request import resolve_device
 
     device = resolve_device(args.device)
-    registry = registry_for(args)
     valid = benchable(registry)
     unknown = [m for m in args.methods if m not in valid]
     if unknown:
