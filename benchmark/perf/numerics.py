@@ -266,8 +266,9 @@ def resume_equality(
     whole = dataclasses.replace(request, results=root / "uninterrupted")
     resumed = dataclasses.replace(request, results=root / "resumed")
     progress("numerics: the matrix uninterrupted")
-    first = _runner(registry, whole, progress).run()
-    groups = len(Runner(registry, whole, progress).plan())
+    uninterrupted = _runner(registry, whole, progress)
+    first = uninterrupted.run()
+    groups = len(uninterrupted.plan())
     progress(f"numerics: the same matrix interrupted after {groups // 2} of {groups} groups")
     with suppress(Interruption):
         _runner(registry, resumed, progress, after=groups // 2).run()
