@@ -62,20 +62,30 @@ def method_of(registry: Registry, name: str) -> Method:
     return registry.load_method(base)
 
 
+def variant_changes(registry: Registry, name: str) -> Mapping[str, Any]:
+    """The fields the variant of ``name`` sets (``coop:csc``); none for a method itself."""
+    base, variant = split_variant(name)
+    return {} if variant is None else registry.methods.get(base).variant(variant).changes
+
+
+def overrides_of(overrides: Mapping[str, Mapping[str, str]], name: str) -> Mapping[str, str]:
+    """The ``--set`` values for method ``name``: its own, else its base method's."""
+    return overrides.get(name, overrides.get(split_variant(name)[0], {}))
+
+
 def resolve_config(
     registry: Registry, name: str, setting: Setting, overrides: Mapping[str, Mapping[str, str]]
 ) -> Any:
     """The configuration of method ``name`` (with its variant) for ``setting``, with the
     ``--set`` overrides of ``name`` (or of its base method) applied and checked."""
-    base, variant = split_variant(name)
     config = method_of(registry, name).config(setting)
-    if variant is not None:
-        changes = registry.methods.get(base).variant(variant).changes
+    changes = variant_changes(registry, name)
+    if changes:
         try:
             config = dataclasses.replace(config, **changes)
         except (TypeError, ValueError) as exc:
             raise UserError(f"variant {name}: {exc}") from None
-    return apply_overrides(config, base, overrides.get(name, overrides.get(base, {})))
+    return apply_overrides(config, split_variant(name)[0], overrides_of(overrides, name))
 
 
 def identity(

@@ -75,8 +75,14 @@ def resolve(args: argparse.Namespace) -> dict:
     from benchmark.catalog import DatasetCatalog
     from benchmark.datasets.spec import DataContext
     from benchmark.method import Setting
-    from benchmark.planner import method_of, plan, planning_warnings
-    from benchmark.request import resolve_request, split_variant
+    from benchmark.planner import (
+        method_of,
+        overrides_of,
+        plan,
+        planning_warnings,
+        variant_changes,
+    )
+    from benchmark.request import resolve_request
 
     registry = registry_for(args)
     request = resolve_request(
@@ -115,7 +121,6 @@ def resolve(args: argparse.Namespace) -> dict:
         )
     (cell,) = cells
     name = request.methods[0]
-    base, variant = split_variant(name)
     method = method_of(registry, name)
     spec = catalog.spec(cell.dataset)
     setting = Setting(
@@ -124,11 +129,8 @@ def resolve(args: argparse.Namespace) -> dict:
     )  # fmt: skip
     sources = {f.name: DEFAULT_SOURCE for f in dataclasses.fields(cell.config)}
     sources.update(method.config_sources(setting))
-    if variant is not None:
-        changes = registry.methods.get(base).variant(variant).changes
-        sources.update(dict.fromkeys(changes, f"variant {name}"))
-    overrides = request.overrides.get(name, request.overrides.get(base, {}))
-    sources.update(dict.fromkeys(overrides, "--set"))
+    sources.update(dict.fromkeys(variant_changes(registry, name), f"variant {name}"))
+    sources.update(dict.fromkeys(overrides_of(request.overrides, name), "--set"))
     return {
         "method": name,
         "protocol": cell.protocol,
