@@ -133,10 +133,12 @@ def images_per_class(train: TrainData) -> list[tuple[int, str]]:
     return [(counts[label], name) for label, name in enumerate(train.classes.names)]
 
 
-def check_not_empty(plan: Plan, protocol: str) -> None:
+def check_not_empty(plan: Plan, protocol: str, warn_fewer_shots: bool = False) -> None:
     """Refuse a cell that would train on no images, on a class without images, or evaluate
     a split of none: it could give no valid number (an empty test split would be "done" with
-    no result; a class without training images is not trained K-shot)."""
+    no result; a class without training images is not trained K-shot). With
+    ``warn_fewer_shots``, a :class:`FewerShotsWarning` when classes have fewer training
+    images than the shots (the reference's sampler then takes all of them)."""
     train = plan.train
     if not train.samples:
         raise DataError(
@@ -157,15 +159,8 @@ def check_not_empty(plan: Plan, protocol: str) -> None:
                 f"dataset {split.eval_dataset!r}: its {which}, which {protocol} evaluates, "
                 "has no images"
             )
-
-
-def warn_fewer_shots(plan: Plan, protocol: str) -> None:
-    """A :class:`FewerShotsWarning` when classes have fewer training images than the shots
-    (the reference's sampler then takes all of them): the run is not quite K-shot."""
-    train = plan.train
-    per_class = images_per_class(train)
     fewest, name = min(per_class)
-    if fewest < train.shots:
+    if warn_fewer_shots and fewest < train.shots:
         short = sum(count < train.shots for count, _ in per_class)
         warnings.warn(
             f"dataset {train.dataset!r} ({protocol}, {train.shots} shots): {short} of "
@@ -220,8 +215,7 @@ class Inputs:
             raise
         except Exception as exc:  # a broken protocol or reader: its cells will fail
             return {"unplanned": f"{type(exc).__name__}: {first_line(exc)}"}
-        check_not_empty(plan, protocol_name)
-        warn_fewer_shots(plan, protocol_name)
+        check_not_empty(plan, protocol_name, warn_fewer_shots=True)
         read = {plan.train.dataset, *(split.eval_dataset for split in plan.evals)}
         return {name: self.catalog.fingerprint(name) for name in sorted(read)}
 
