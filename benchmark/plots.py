@@ -35,7 +35,7 @@ from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 from benchmark.leaderboard.board import protocol_order, registered_protocols
-from benchmark.leaderboard.cells import CELL_KEYS, Measurements, aggregate, measurements
+from benchmark.leaderboard.cells import Measurements, aggregate, measurements_by_protocol
 from benchmark.leaderboard.layout import (
     H_OF_MEANS,
     MEAN_OF_H,
@@ -307,10 +307,7 @@ def plots(
     cells = aggregate(rows, metric="accuracy")
     if cells.empty:
         return []
-    cells = cells.astype({c: object for c in CELL_KEYS if c != "shots"})
-    by_protocol: dict[str, list[Measurements]] = {}
-    for data in measurements(cells):
-        by_protocol.setdefault(data.protocol, []).append(data)
+    by_protocol = measurements_by_protocol(cells)
     found: list[Plot] = []
     for name in protocol_order(by_protocol, protocols):
         for kind in wanted[name]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.leaderboard.cells import CELL_KEYS, Measurements, aggregate, measurements
+from benchmark.leaderboard.cells import Measurements, aggregate, measurements_by_protocol
 from benchmark.leaderboard.comparison import (
     BEYOND_NOTE,
     compare,
@@ -138,13 +138,9 @@ def build_board(
     cells = aggregate(rows, seeds=seeds, metric=metric)
     if cells.empty:
         return Board((), ())
-    # many small selections follow: plain Python objects beat Arrow-backed strings there
-    cells = cells.astype({c: object for c in CELL_KEYS if c != "shots"})
     protocols = registered_protocols() if protocols is None else protocols
     titles = dict(titles or {})
-    by_protocol: dict[str, list[Measurements]] = {}
-    for data in measurements(cells):
-        by_protocol.setdefault(data.protocol, []).append(data)
+    by_protocol = measurements_by_protocol(cells)
     sections: list[Section] = []
     notes: list[str] = []
     unpublished = set() if reference is None else set(unpublished_datasets(rows, reference))

@@ -36,6 +36,7 @@ __all__ = [
     "MixedConfigurationsWarning",
     "aggregate",
     "measurements",
+    "measurements_by_protocol",
 ]
 
 CELL_KEYS = (
@@ -218,6 +219,8 @@ class Measurements:
 def measurements(cells: pd.DataFrame) -> Iterator[Measurements]:
     """The :class:`Measurements` of every (protocol, backbone, pretrained, shots) in the
     :func:`aggregate` output ``cells`` (one metric), in that sort order."""
+    # many small selections follow: plain Python objects beat Arrow-backed strings there
+    cells = cells.astype({c: object for c in CELL_KEYS if c != "shots"})
     groups = cells.groupby(list(GROUP_KEYS), dropna=False, sort=True)
     for (protocol, backbone, pretrained, shots), group in groups:
         found: dict[tuple[str, Key], Measured | None] = {}
@@ -232,3 +235,11 @@ def measurements(cells: pd.DataFrame) -> Iterator[Measurements]:
             )
         n_seeds = int(group["n_expected"].max())
         yield Measurements(protocol, backbone, pretrained, int(shots), found, n_seeds)
+
+
+def measurements_by_protocol(cells: pd.DataFrame) -> dict[str, list[Measurements]]:
+    """:func:`measurements` of ``cells`` grouped by protocol."""
+    by_protocol: dict[str, list[Measurements]] = {}
+    for data in measurements(cells):
+        by_protocol.setdefault(data.protocol, []).append(data)
+    return by_protocol

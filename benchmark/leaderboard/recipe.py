@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 
 from benchmark.leaderboard.board import Board, Section, layouts
-from benchmark.leaderboard.cells import CELL_KEYS, Measurements, aggregate, measurements
+from benchmark.leaderboard.cells import Measurements, aggregate, measurements
 from benchmark.leaderboard.comparison import (
     BEYOND_NOTE,
     compare_cell,
@@ -349,7 +349,6 @@ def recipe_board(
     cells = list(cells)
     trained = list(dict.fromkeys(c.cell.dataset for c in cells))
     found = aggregate(selected, seeds=recipe.seeds, metric="accuracy")
-    found = found.astype({c: object for c in CELL_KEYS if c != "shots"})
     by_shots = {data.shots: data for data in measurements(found)}
     ordered = {d: (titles or {}).get(d, d) for d in recipe.datasets}
     scope = Scope(
