@@ -326,6 +326,10 @@ class Registry:
             titles.update(self.methods.get(name).titles())
         return titles
 
+    def protocol_objects(self) -> dict[str, Any]:
+        """Every registered protocol by name."""
+        return {name: self.protocols.get(name) for name in self.protocols}
+
 
 def _autoload_disabled() -> bool:
     return os.environ.get(AUTOLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")

@@ -95,7 +95,7 @@ def seeded(values: tuple[float, ...], seeds=SEEDS, **fields: Any) -> list[dict[s
 @functools.cache
 def builtin_protocols() -> dict[str, Any]:
     registry = build_registry(autoload=False)
-    return {name: registry.protocols.get(name) for name in registry.protocols}
+    return registry.protocol_objects()
 
 
 def board_of(df: pd.DataFrame, **options: Any):

@@ -70,7 +70,7 @@ def test_a_protocol_without_layout_gets_the_generic_table(toy_plugin, tiny_backb
     summary = Runner(registry, request, progress=lambda m: None).run()
     assert summary.succeeded == 3 and not summary.failed  # few-shot trains on both
     df = pd.read_parquet(tmp_path / "results" / "runs")
-    protocols = {name: registry.protocols.get(name) for name in registry.protocols}
+    protocols = registry.protocol_objects()
     board = build_board(df, protocols=protocols, method_titles=registry.method_titles())
     # the built-in protocol (leaderboard_order 10) first, then the one without an order
     assert [s.protocol for s in board.sections] == ["few_shot", "held"]

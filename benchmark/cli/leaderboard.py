@@ -98,10 +98,6 @@ def _published(reference: Path | None):
     return load(None if reference == REFERENCE_BUILTIN else reference)
 
 
-def _protocols(registry) -> dict:
-    return {name: registry.protocols.get(name) for name in registry.protocols}
-
-
 def board_of(table, protocol: str | None, registry, published=None, average_h: str = MEAN_OF_H):
     """The leaderboard of a result table with the registry's protocols and display names."""
     from benchmark.leaderboard.board import build_board
@@ -114,7 +110,7 @@ def board_of(table, protocol: str | None, registry, published=None, average_h: s
             protocol,
             _titles(registry),
             method_titles=registry.method_titles(),
-            protocols=_protocols(registry),
+            protocols=registry.protocol_objects(),
             reference=published,
             average_h=average_h,
         )
@@ -232,7 +228,7 @@ def recipe_board_of(args: argparse.Namespace, table, registry):
             recipe,
             cells,
             published,
-            protocols=_protocols(registry),
+            protocols=registry.protocol_objects(),
             titles=_titles(registry),
             method_titles=method_titles,
         )
@@ -282,7 +278,7 @@ def _write_figures(args: argparse.Namespace, registry, table, found, method_titl
             table,
             _titles(registry),
             method_titles=method_titles,
-            protocols=_protocols(registry),
+            protocols=registry.protocol_objects(),
             average_h=args.average_h,
         )
     if args.plot:

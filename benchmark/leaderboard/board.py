@@ -69,8 +69,7 @@ def registered_protocols() -> dict[str, Any]:
     """The protocols of the default registry (third-party ones unless autoload is off)."""
     from benchmark.registry import build_registry
 
-    registry = build_registry()
-    return {name: registry.protocols.get(name) for name in registry.protocols}
+    return build_registry().protocol_objects()
 
 
 def protocol_order(names: Iterable[str], protocols: Mapping[str, Any]) -> list[str]:
